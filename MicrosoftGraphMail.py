@@ -1,0 +1,1532 @@
+"""O365 Outlook Mail (Using Graph API): read, search, fetch, move, delete and send Exchange Online mail.
+
+One self-contained module for Cortex XSOAR/XSIAM. It needs only `requests`, `msal` (which brings
+`cryptography`) and the standard library; it does not use CommonServerPython and writes raw war-room
+entries itself. Sections, in the order data flows:
+constants -> errors -> settings -> token providers -> Graph HTTP client -> entries and arguments ->
+Graph-to-context parsers -> folders -> commands -> fetch -> main.
+"""
+import demistomock as demisto  # noqa: F401
+
+import base64
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import time
+import traceback
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import requests
+
+# ================================================================================ CONSTANTS
+GRAPH_API_VERSION = 'v1.0'
+OPROXY_APP_NAME = 'ms-graph-mail'
+OPROXY_DEFAULT_TOKEN_URL = 'https://oproxy.demisto.ninja/obtain-token'
+OPROXY_DEFAULT_EXPIRES_IN = 3595
+IMDS_DEFAULT_HOST = 'http://169.254.169.254'
+IMDS_API_VERSION = '2018-02-01'
+APP_SERVICE_IDENTITY_API_VERSION = '2019-08-01'
+DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
+TOKEN_REFRESH_MARGIN_SECONDS = 300
+CONTEXT_AUTH_KEY = 'auth'
+
+# Retries: Graph asks clients to honour Retry-After; without one we back off exponentially.
+RETRY_STATUSES = frozenset({429, 503, 504})
+MAX_RETRY_ATTEMPTS = 8
+RETRY_WAIT_BUDGET_SECONDS = 120.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 30.0
+IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'})
+
+BATCH_MAX_REQUESTS = 20
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
+PREFER_TEXT_BODY = 'outlook.body-content-type="text"'
+
+
+@dataclass(frozen=True)
+class NationalCloud:
+    """A Microsoft cloud: where Graph lives and which authority issues tokens for it."""
+    name: str
+    graph_root: str
+    login_root: str
+    supports_message_delta: bool = True
+
+
+NATIONAL_CLOUDS: dict[str, NationalCloud] = {
+    'https://graph.microsoft.com': NationalCloud('Worldwide', 'https://graph.microsoft.com',
+                                                 'https://login.microsoftonline.com'),
+    'https://graph.microsoft.us': NationalCloud('US Gov GCC-High', 'https://graph.microsoft.us',
+                                                'https://login.microsoftonline.us'),
+    'https://dod-graph.microsoft.us': NationalCloud('US Gov DoD', 'https://dod-graph.microsoft.us',
+                                                    'https://login.microsoftonline.us'),
+    'https://graph.microsoft.de': NationalCloud('Germany', 'https://graph.microsoft.de',
+                                                'https://login.microsoftonline.de'),
+    'https://microsoftgraph.chinacloudapi.cn': NationalCloud('21Vianet (China)', 'https://microsoftgraph.chinacloudapi.cn',
+                                                             'https://login.chinacloudapi.cn',
+                                                             supports_message_delta=False),
+}
+
+AUTH_ORACLE_APP = 'oproxy'
+AUTH_CLIENT_SECRET = 'client_secret'
+AUTH_CERTIFICATE = 'certificate'
+AUTH_MANAGED_IDENTITY = 'managed_identity'
+
+
+# ================================================================================ ERRORS
+class MailError(Exception):
+    """An error a user should read: it names the argument, parameter or Graph error and what to do."""
+
+
+class GraphError(MailError):
+    """Microsoft Graph answered with an error status."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str = '', retry_after: float = 0.0):
+        self.status = status
+        self.code = code
+        self.graph_message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+        suffix = f' (request-id: {request_id})' if request_id else ''
+        super().__init__(f'Microsoft Graph returned HTTP {status} {code}: {message}{suffix}')
+
+
+class ThrottledError(MailError):
+    """Graph kept throttling after the retry budget was spent."""
+
+
+class SecretRedactor:
+    """Removes every known secret (parameters and tokens obtained at run time) from text."""
+
+    MIN_SECRET_LENGTH = 4
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self._secrets: set[str] = set()
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: Optional[str]) -> None:
+        if secret and len(secret) >= self.MIN_SECRET_LENGTH:
+            self._secrets.add(secret)
+            for line in secret.splitlines():
+                if len(line.strip()) >= 16:
+                    self._secrets.add(line.strip())
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, '<redacted>')
+        return text
+
+
+# ================================================================================ SETTINGS
+def credentials_field(params: dict, name: str, part: str = 'password') -> str:
+    value = params.get(name)
+    if isinstance(value, dict):
+        return (value.get(part) or '').strip()
+    return ''
+
+
+def normalize_private_key(key: str) -> str:
+    """Rebuilds a PEM whose line breaks were turned into spaces by a one-line password field."""
+    key = key.strip()
+    match = re.match(r'(-----BEGIN [A-Z ]+-----)(.*?)(-----END [A-Z ]+-----)', key, re.S)
+    if not match or '\n' in match.group(2).strip():
+        return key
+    body = ''.join(match.group(2).split())
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return '\n'.join([match.group(1), *lines, match.group(3)]) + '\n'
+
+
+def parse_bool(value: Any, default: bool = False) -> bool:
+    if value is None or value == '':
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('true', 'yes', '1', 'on'):
+        return True
+    if text in ('false', 'no', '0', 'off'):
+        return False
+    raise ValueError(f'expected true or false, got {value!r}')
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where Graph calls and token requests go for the configured Server URL."""
+    server_url: str
+    cloud_name: str
+    login_root: str
+    scope: str
+    managed_identity_resource: str
+    supports_message_delta: bool
+
+    @property
+    def graph_base(self) -> str:
+        return f'{self.server_url}/{GRAPH_API_VERSION}'
+
+
+def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints:
+    """Maps the Server URL to a national cloud; an unknown URL needs an explicit token authority.
+
+    The existing integration silently fell back to the worldwide authority for an unrecognised URL,
+    which sends credentials to the wrong cloud; here that is an error.
+    """
+    url = (server_url or '').strip().rstrip('/')
+    authority = (azure_ad_endpoint or '').strip().rstrip('/')
+    if not url:
+        raise MailError("Parameter 'Server URL' (url) is empty: enter e.g. https://graph.microsoft.com.")
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme != 'https' or not parsed.netloc:
+        raise MailError(f"Parameter 'Server URL' (url) must be an https URL such as https://graph.microsoft.com, got {url!r}.")
+    if authority and not authority.startswith('https://'):
+        raise MailError(f"Parameter 'Azure AD endpoint' (azure_ad_endpoint) must be an https URL, got {authority!r}.")
+    cloud = NATIONAL_CLOUDS.get(url.lower())
+    if cloud:
+        return Endpoints(server_url=cloud.graph_root, cloud_name=cloud.name, login_root=authority or cloud.login_root,
+                         scope=f'{cloud.graph_root}/.default', managed_identity_resource=f'{cloud.graph_root}/',
+                         supports_message_delta=cloud.supports_message_delta)
+    if not authority:
+        known = ', '.join(NATIONAL_CLOUDS)
+        raise MailError(f"Server URL {url!r} is not a known Microsoft Graph endpoint ({known}). Fix a typo, or, for a "
+                        "custom endpoint, set the advanced parameter 'Azure AD endpoint' (azure_ad_endpoint) to its token authority.")
+    # A custom Graph URL (a proxy or an emulator) takes its token audience from the authority's cloud when that
+    # authority is a known Microsoft one, and from itself otherwise.
+    audience_cloud = next((c for c in NATIONAL_CLOUDS.values() if c.login_root == authority.lower()), None)
+    audience = audience_cloud.graph_root if audience_cloud else url
+    return Endpoints(server_url=url, cloud_name='Custom', login_root=authority, scope=f'{audience}/.default',
+                     managed_identity_resource=f'{audience}/', supports_message_delta=True)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    mode: str
+    client_id: str = ''
+    tenant_id: str = ''
+    secret: str = ''
+    certificate_thumbprint: str = ''
+    private_key: str = ''
+    oproxy_token_url: str = OPROXY_DEFAULT_TOKEN_URL
+    managed_identity_client_id: str = ''
+
+    def fingerprint(self, endpoints: Endpoints) -> str:
+        """Identifies the configuration a cached token belongs to, without including any secret."""
+        material = '|'.join([self.mode, self.client_id, self.tenant_id, self.certificate_thumbprint,
+                             self.oproxy_token_url, self.managed_identity_client_id, endpoints.login_root, endpoints.scope])
+        return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def auth_settings_from_params(params: dict) -> AuthSettings:
+    """Reads the four authentication modes; credentials-type parameters win over the hidden legacy ones."""
+    auth_id = credentials_field(params, 'creds_auth_id') or params.get('_auth_id') or params.get('auth_id') or ''
+    tenant_id = credentials_field(params, 'creds_tenant_id') or params.get('_tenant_id') or params.get('tenant_id') or ''
+    key = credentials_field(params, 'credentials') or params.get('enc_key') or ''
+    thumbprint = credentials_field(params, 'creds_certificate', 'identifier') or params.get('certificate_thumbprint') or ''
+    private_key = credentials_field(params, 'creds_certificate') or params.get('private_key') or ''
+    if parse_bool(params.get('use_managed_identities')):
+        return AuthSettings(mode=AUTH_MANAGED_IDENTITY,
+                            managed_identity_client_id=credentials_field(params, 'managed_identities_client_id'))
+    self_deployed = parse_bool(params.get('self_deployed'))
+    if self_deployed and thumbprint and private_key:
+        mode = AUTH_CERTIFICATE
+    elif self_deployed:
+        if not key:
+            raise MailError("Missing parameter 'Key or Client Secret' (credentials): a self-deployed application needs "
+                            "its client secret, or 'Certificate Thumbprint' and 'Private Key' (creds_certificate).")
+        mode = AUTH_CLIENT_SECRET
+    else:
+        if not key:
+            raise MailError("Missing parameter 'Key or Client Secret' (credentials): enter the Key you received when "
+                            "authorizing the Cortex XSOAR application, or select 'Use a self deployed Azure application'.")
+        mode = AUTH_ORACLE_APP
+    if not auth_id:
+        raise MailError("Missing parameter 'Application ID or Client ID' (creds_auth_id): enter the ID from the "
+                        "Cortex XSOAR application consent page, or the client ID of your application.")
+    if not tenant_id:
+        raise MailError("Missing parameter 'Token or Tenant ID' (creds_tenant_id): enter the Token from the consent "
+                        "page, or your Azure AD tenant ID.")
+    token_url = OPROXY_DEFAULT_TOKEN_URL
+    if mode == AUTH_ORACLE_APP and '@' in auth_id:
+        auth_id, token_url = auth_id.split('@', 1)
+    return AuthSettings(mode=mode, client_id=auth_id.strip(), tenant_id=tenant_id.strip(), secret=key,
+                        certificate_thumbprint=thumbprint, private_key=normalize_private_key(private_key) if private_key else '',
+                        oproxy_token_url=token_url)
+
+
+def secrets_in_params(params: dict) -> list[str]:
+    """Values that must never appear in output: keys, secrets, private keys and the oproxy Token."""
+    values = [credentials_field(params, 'credentials'), credentials_field(params, 'creds_certificate'),
+              params.get('enc_key') or '', params.get('private_key') or '']
+    if not parse_bool(params.get('self_deployed'), False):
+        values += [credentials_field(params, 'creds_tenant_id'), params.get('_tenant_id') or '', params.get('tenant_id') or '']
+    private_key = credentials_field(params, 'creds_certificate') or params.get('private_key') or ''
+    if private_key:
+        values.append(normalize_private_key(private_key))
+    return [v for v in values if isinstance(v, str) and v]
+
+
+def parse_timeout(value: Any) -> float:
+    if value in (None, ''):
+        return DEFAULT_HTTP_TIMEOUT_SECONDS
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        raise MailError(f"Parameter 'HTTP Timeout' (timeout) must be a number of seconds, got {value!r}.") from None
+    if timeout <= 0:
+        raise MailError(f"Parameter 'HTTP Timeout' (timeout) must be positive, got {value!r}.")
+    return timeout
+
+
+# ================================================================================ TOKEN PROVIDERS
+@dataclass
+class AccessToken:
+    value: str
+    expires_on: float
+    refresh_token: str = ''
+
+
+def access_token_from_response(body: dict, default_lifetime: int) -> AccessToken:
+    lifetime = int(float(body.get('expires_in') or default_lifetime))
+    return AccessToken(value=body['access_token'], expires_on=time.time() + lifetime,
+                       refresh_token=body.get('refresh_token') or '')
+
+
+def describe_transport_error(exc: Exception, target: str) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return (f'TLS certificate verification failed for {target}. If the certificate is trusted in your network, '
+                "select 'Trust any certificate (not secure)'.")
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"Could not reach {target} through the proxy: check the proxy, or clear 'Use system proxy settings'."
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f'{target} did not answer within the HTTP timeout; raise the HTTP Timeout parameter or check connectivity.'
+    return f'Could not connect to {target}: check the URL and network connectivity ({type(exc).__name__}).'
+
+
+def oproxy_encrypt(content: str, key_b64: str) -> str:
+    """The Cortex XSOAR application's token format: base64(nonce || AES-GCM(key, "{epoch}:{content}"))."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    try:
+        key = base64.b64decode(key_b64, validate=True)
+        cipher = AESGCM(key)
+    except (ValueError, TypeError):
+        raise MailError("Parameter 'Key or Client Secret' (credentials) is not a valid Key from the Cortex XSOAR "
+                        'application consent page: copy it again.') from None
+    nonce = os.urandom(12)
+    return base64.b64encode(nonce + cipher.encrypt(nonce, f'{int(time.time())}:{content}'.encode(), None)).decode()
+
+
+class OproxyTokenProvider:
+    """Exchanges ID/Token/Key for an access token through the hosted Cortex XSOAR application."""
+
+    def __init__(self, settings: AuthSettings, http: 'HttpSession'):
+        self._settings = settings
+        self._http = http
+
+    def acquire(self, refresh_token: str = '') -> AccessToken:
+        body = {'app_name': OPROXY_APP_NAME, 'registration_id': self._settings.client_id,
+                'encrypted_token': oproxy_encrypt(refresh_token or self._settings.tenant_id, self._settings.secret),
+                'scope': None, 'resource': ''}
+        headers = {'Accept': 'application/json', 'X-Content-Name': 'MicrosoftGraphMail',
+                   'X-Content-Server-Version': str(demisto.demistoVersion().get('version', ''))}
+        try:
+            response = self._http.request('POST', self._settings.oproxy_token_url, json=body, headers=headers)
+        except requests.exceptions.RequestException as exc:
+            raise MailError(describe_transport_error(exc, 'the Cortex XSOAR application token service')) from None
+        if response.status_code not in (200, 201):
+            if refresh_token:
+                return self.acquire()
+            raise MailError(f'The Cortex XSOAR application refused the token request (HTTP {response.status_code}): '
+                            f'{oproxy_error_text(response)}. Check ID, Token and Key, or authorize the application again.')
+        return access_token_from_response(response.json(), OPROXY_DEFAULT_EXPIRES_IN)
+
+
+def oproxy_error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get('title') or body.get('error_description') or body.get('error') or body.get('message') or body)[:300]
+    return str(body)[:300]
+
+
+class ConfidentialAppTokenProvider:
+    """A self-deployed application's token, with a client secret or a certificate, through msal."""
+
+    def __init__(self, settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession'):
+        self._settings = settings
+        self._endpoints = endpoints
+        self._http = http
+
+    def acquire(self, refresh_token: str = '') -> AccessToken:
+        # Imported only when a new token is needed: a command with a cached token skips msal's import and
+        # its discovery request entirely.
+        import msal
+        if self._settings.mode == AUTH_CERTIFICATE:
+            credential: Any = {'private_key': self._settings.private_key,
+                               'thumbprint': self._settings.certificate_thumbprint.replace(':', '').strip()}
+        else:
+            credential = self._settings.secret
+        authority = f'{self._endpoints.login_root}/{self._settings.tenant_id}'
+        try:
+            app = msal.ConfidentialClientApplication(
+                self._settings.client_id, client_credential=credential, authority=authority,
+                http_client=self._http.for_msal(), instance_discovery=False, azure_region=False,
+                token_cache=msal.TokenCache())
+            result = app.acquire_token_for_client(scopes=[self._endpoints.scope])
+        except requests.exceptions.RequestException as exc:
+            raise MailError(describe_transport_error(exc, f'the token authority {self._endpoints.login_root}')) from None
+        except ValueError as exc:
+            raise MailError(f'Authentication could not start: {exc_summary(exc)}. Check the Tenant ID, the Azure AD '
+                            'endpoint and, for a certificate, that the private key is an unencrypted PEM key.') from None
+        except msal.exceptions.MsalServiceError as exc:
+            raise MailError(f'The token authority failed: {exc_summary(exc)}') from None
+        if 'access_token' not in result:
+            raise MailError(describe_token_error(result))
+        return AccessToken(value=result['access_token'], expires_on=time.time() + int(result.get('expires_in', 3599)))
+
+
+def exc_summary(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+
+
+TOKEN_ERROR_HINTS = {
+    7000215: 'the client secret is wrong or expired: create a new one in the app registration.',
+    700016: 'the client ID is not registered in this tenant (or in this national cloud).',
+    90002: 'the tenant ID was not found in this cloud.',
+    700027: 'the certificate assertion was rejected: check the thumbprint and that the certificate is uploaded to the app.',
+    70011: 'the scope is not valid for this cloud: check the Server URL.',
+    7000222: 'the client secret expired: create a new one in the app registration.',
+}
+
+
+def describe_token_error(result: dict) -> str:
+    codes = result.get('error_codes') or []
+    hint = next((TOKEN_ERROR_HINTS[c] for c in codes if c in TOKEN_ERROR_HINTS), '')
+    description = (result.get('error_description') or '').split('\r\n')[0].split('\n')[0]
+    text = f"Authentication failed ({result.get('error', 'unknown_error')}): {description}"
+    return f'{text} Likely cause: {hint}' if hint else text
+
+
+class ManagedIdentityTokenProvider:
+    """A token from the Azure managed identity endpoint of the machine that runs the engine."""
+
+    def __init__(self, settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession'):
+        self._settings = settings
+        self._endpoints = endpoints
+        self._http = http
+
+    def acquire(self, refresh_token: str = '') -> AccessToken:
+        query = {'resource': self._endpoints.managed_identity_resource}
+        if self._settings.managed_identity_client_id:
+            query['client_id'] = self._settings.managed_identity_client_id
+        app_service_endpoint = os.environ.get('IDENTITY_ENDPOINT')
+        if app_service_endpoint and os.environ.get('IDENTITY_HEADER'):
+            url = app_service_endpoint
+            query['api-version'] = APP_SERVICE_IDENTITY_API_VERSION
+            headers = {'X-IDENTITY-HEADER': os.environ['IDENTITY_HEADER']}
+        else:
+            host = os.environ.get('AZURE_POD_IDENTITY_AUTHORITY_HOST', IMDS_DEFAULT_HOST).rstrip('/')
+            url = f'{host}/metadata/identity/oauth2/token'
+            query['api-version'] = IMDS_API_VERSION
+            headers = {'Metadata': 'true'}
+        try:
+            response = self._http.request('GET', url, params=query, headers=headers, use_proxy=False)
+        except requests.exceptions.RequestException as exc:
+            raise MailError('Azure managed identity endpoint unreachable: ' + describe_transport_error(exc, url)
+                            + ' Managed identities work only on an engine that runs in Azure.') from None
+        if response.status_code != 200:
+            raise MailError(f'Azure managed identity token request failed (HTTP {response.status_code}): '
+                            f'{oproxy_error_text(response)}. Check that the identity is assigned to the machine '
+                            "and the 'Azure Managed Identities Client ID'.")
+        return access_token_from_response(response.json(), 3599)
+
+
+class ContextStore:
+    """The instance's integration context; versioned calls where the platform has them."""
+
+    def read(self) -> tuple[dict, int]:
+        if hasattr(demisto, 'getIntegrationContextVersioned'):
+            stored = demisto.getIntegrationContextVersioned(refresh=True) or {}
+            return dict(stored.get('context') or {}), stored.get('version', -1)
+        return dict(demisto.getIntegrationContext() or {}), -1
+
+    def write(self, context: dict, version: int) -> None:
+        if hasattr(demisto, 'setIntegrationContextVersioned'):
+            try:
+                demisto.setIntegrationContextVersioned(context, version=version, sync=True)
+            except Exception as exc:  # another run stored a token first; ours stays valid for this run
+                demisto.debug(f'Token cache not stored: {type(exc).__name__}')
+            return
+        demisto.setIntegrationContext(context)
+
+
+class MemoryStore(ContextStore):
+    """Used by test-module, where the platform does not allow the integration context."""
+
+    def __init__(self) -> None:
+        self._context: dict = {}
+
+    def read(self) -> tuple[dict, int]:
+        return dict(self._context), -1
+
+    def write(self, context: dict, version: int) -> None:
+        self._context = dict(context)
+
+
+class TokenManager:
+    """Hands out a valid access token, cached in the integration context with its expiry."""
+
+    def __init__(self, provider: Any, fingerprint: str, store: ContextStore, redactor: SecretRedactor):
+        self._provider = provider
+        self._fingerprint = fingerprint
+        self._store = store
+        self._redactor = redactor
+        self._current: Optional[AccessToken] = None
+
+    def token(self) -> str:
+        if self._current and self._current.expires_on - time.time() > TOKEN_REFRESH_MARGIN_SECONDS:
+            return self._current.value
+        context, version = self._store.read()
+        cached = context.get(CONTEXT_AUTH_KEY) or {}
+        refresh_token = ''
+        if cached.get('fingerprint') == self._fingerprint:
+            refresh_token = cached.get('refresh_token', '')
+            if cached.get('access_token') and float(cached.get('valid_until', 0)) - time.time() > TOKEN_REFRESH_MARGIN_SECONDS:
+                self._current = AccessToken(cached['access_token'], float(cached['valid_until']), refresh_token)
+                self._redactor.add(self._current.value)
+                return self._current.value
+        self._current = self._provider.acquire(refresh_token)
+        self._redactor.add(self._current.value)
+        self._redactor.add(self._current.refresh_token)
+        context[CONTEXT_AUTH_KEY] = {'fingerprint': self._fingerprint, 'access_token': self._current.value,
+                                     'valid_until': str(int(self._current.expires_on)),
+                                     'refresh_token': self._current.refresh_token or refresh_token}
+        self._store.write(context, version)
+        return self._current.value
+
+    def invalidate(self) -> None:
+        """Forgets the access token (kept refresh token) after Graph rejected it."""
+        self._current = None
+        context, version = self._store.read()
+        cached = context.get(CONTEXT_AUTH_KEY)
+        if cached and cached.get('access_token'):
+            context[CONTEXT_AUTH_KEY] = {**cached, 'access_token': '', 'valid_until': '0'}
+            self._store.write(context, version)
+
+
+def build_token_provider(settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession') -> Any:
+    if settings.mode == AUTH_ORACLE_APP:
+        return OproxyTokenProvider(settings, http)
+    if settings.mode == AUTH_MANAGED_IDENTITY:
+        return ManagedIdentityTokenProvider(settings, endpoints, http)
+    return ConfidentialAppTokenProvider(settings, endpoints, http)
+
+
+# ================================================================================ HTTP CLIENT
+class HttpSession:
+    """One requests.Session carrying timeout, TLS verification and proxy choice for every call.
+
+    `verify` is passed on each request: requests otherwise lets REQUESTS_CA_BUNDLE override
+    Session.verify, which would silently ignore 'Trust any certificate'.
+    """
+
+    def __init__(self, timeout: float, insecure: bool, use_proxy: bool):
+        self.timeout = timeout
+        self.verify: Any = False if insecure else (os.environ.get('REQUESTS_CA_BUNDLE') or os.environ.get('CURL_CA_BUNDLE') or True)
+        self.session = requests.Session()
+        self.session.trust_env = use_proxy
+        self.session.verify = self.verify
+
+    def request(self, method: str, url: str, use_proxy: bool = True, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault('timeout', self.timeout)
+        kwargs.setdefault('verify', self.verify)
+        if not use_proxy:
+            kwargs['proxies'] = {'http': None, 'https': None}
+        return self.session.request(method, url, **kwargs)
+
+    def for_msal(self) -> requests.Session:
+        """A session msal can use: it never passes verify or timeout itself."""
+        session = requests.Session()
+        session.trust_env = self.session.trust_env
+        session.verify = self.verify
+        base_request = session.request
+
+        def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+            kwargs.setdefault('timeout', self.timeout)
+            kwargs['verify'] = self.verify
+            return base_request(method, url, **kwargs)
+
+        session.request = request  # type: ignore[method-assign]
+        return session
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = MAX_RETRY_ATTEMPTS
+    wait_budget_seconds: float = RETRY_WAIT_BUDGET_SECONDS
+    sleep: Callable[[float], None] = time.sleep
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, for a 429/503 that carries no Retry-After."""
+        return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** attempt)))
+
+
+def retry_after_seconds(headers: Any) -> Optional[float]:
+    value = (headers or {}).get('Retry-After') or (headers or {}).get('retry-after')
+    if value in (None, ''):
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def graph_error_from_response(response: requests.Response) -> GraphError:
+    code, message, request_id = f'HTTP{response.status_code}', (response.reason or 'error'), ''
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get('error'), dict):
+        code = body['error'].get('code') or code
+        message = body['error'].get('message') or message
+        inner = body['error'].get('innerError') or body['error'].get('innererror') or {}
+        request_id = inner.get('request-id', '')
+    request_id = response.headers.get('request-id') or request_id
+    return GraphError(response.status_code, code, str(message)[:500], request_id,
+                      retry_after_seconds(response.headers) or 0.0)
+
+
+def encode_id(graph_id: str) -> str:
+    """A Graph id as one URL path segment. '/' becomes '-' (Graph's URL-safe form), the rest is escaped."""
+    return urllib.parse.quote(str(graph_id).strip().replace('/', '-'), safe='-_=')
+
+
+def user_path(user: str) -> str:
+    return f'users/{urllib.parse.quote(user.strip(), safe="@")}'
+
+
+@dataclass
+class BatchItem:
+    id: str
+    method: str
+    url: str
+    body: Optional[dict] = None
+
+
+class GraphClient:
+    """The Microsoft Graph HTTP layer: auth header, retries, errors, paging, $batch, downloads."""
+
+    def __init__(self, endpoints: Endpoints, http: HttpSession, tokens: TokenManager,
+                 retry: Optional[RetryPolicy] = None, default_user: str = ''):
+        self.endpoints = endpoints
+        self.http = http
+        self.tokens = tokens
+        self.retry = retry or RetryPolicy()
+        self.default_user = default_user
+        self._origin = self._origin_of(endpoints.graph_base)
+
+    @staticmethod
+    def _origin_of(url: str) -> tuple[str, str]:
+        parsed = urllib.parse.urlparse(url)
+        return parsed.scheme.lower(), parsed.netloc.lower()
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(('https://', 'http://')):
+            if self._origin_of(path) != self._origin:
+                raise MailError(f'Refused to send the access token to {urllib.parse.urlparse(path).netloc}: '
+                                'a link returned by the server does not point at the configured Graph host.')
+            return path
+        return f'{self.endpoints.graph_base}/{path.lstrip("/")}'
+
+    def _headers(self, extra: Optional[dict], authenticated: bool, has_json: bool) -> dict:
+        headers = {'Accept': 'application/json'}
+        if authenticated:
+            headers['Authorization'] = f'Bearer {self.tokens.token()}'
+            headers['Prefer'] = PREFER_IMMUTABLE_ID
+        if has_json:
+            headers['Content-Type'] = 'application/json'
+        for name, value in (extra or {}).items():
+            if name.lower() == 'prefer' and authenticated:
+                headers['Prefer'] = f'{value}, {PREFER_IMMUTABLE_ID}'
+            else:
+                headers[name] = value
+        return headers
+
+    def send(self, method: str, path: str, *, params: Optional[dict] = None, json_body: Any = None,
+             data: Optional[bytes] = None, headers: Optional[dict] = None, stream: bool = False,
+             authenticated: bool = True) -> requests.Response:
+        """Sends one request, retrying throttling and transient failures within the retry budget."""
+        url = self.url_for(path) if authenticated else path
+        method = method.upper()
+        waited, attempt, token_refreshed = 0.0, 0, False
+        while True:
+            request_headers = self._headers(headers, authenticated, json_body is not None)
+            try:
+                response = self.http.request(method, url, params=params, json=json_body, data=data,
+                                             headers=request_headers, stream=stream)
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                never_sent = isinstance(exc, requests.exceptions.ConnectTimeout)
+                if (method in IDEMPOTENT_METHODS or never_sent) and attempt + 1 < self.retry.max_attempts:
+                    delay = self.retry.backoff(attempt)
+                    if waited + delay <= self.retry.wait_budget_seconds:
+                        self.retry.sleep(delay)
+                        waited, attempt = waited + delay, attempt + 1
+                        continue
+                raise MailError(describe_transport_error(exc, urllib.parse.urlparse(url).netloc)) from None
+            if response.status_code == 401 and authenticated and not token_refreshed:
+                response.close()
+                self.tokens.invalidate()
+                token_refreshed = True
+                continue
+            retryable = response.status_code in (429, 503) or (response.status_code == 504 and method in IDEMPOTENT_METHODS)
+            if not retryable:
+                if response.status_code >= 400:
+                    raise graph_error_from_response(response)
+                return response
+            delay = retry_after_seconds(response.headers)
+            delay = self.retry.backoff(attempt) if delay is None else delay
+            if attempt + 1 >= self.retry.max_attempts or waited + delay > self.retry.wait_budget_seconds:
+                raise throttled_error(graph_error_from_response(response), attempt + 1, waited, delay)
+            response.close()
+            self.retry.sleep(delay)
+            waited, attempt = waited + delay, attempt + 1
+
+    def get(self, path: str, params: Optional[dict] = None, headers: Optional[dict] = None) -> dict:
+        return self.send('GET', path, params=params, headers=headers).json()
+
+    def post(self, path: str, body: Any = None, headers: Optional[dict] = None) -> dict:
+        response = self.send('POST', path, json_body=body if body is not None else {}, headers=headers)
+        return response.json() if response.content else {}
+
+    def patch(self, path: str, body: Any) -> dict:
+        response = self.send('PATCH', path, json_body=body)
+        return response.json() if response.content else {}
+
+    def delete(self, path: str) -> None:
+        self.send('DELETE', path)
+
+    def pages(self, path: str, params: Optional[dict] = None, headers: Optional[dict] = None,
+              max_pages: Optional[int] = None) -> Iterator[dict]:
+        """Yields result pages, following @odata.nextLink (only to the Graph host) up to max_pages."""
+        url: Optional[str] = path
+        query = params
+        count = 0
+        while url and (max_pages is None or count < max_pages):
+            page = self.get(url, params=query, headers=headers)
+            yield page
+            count += 1
+            url, query = page.get('@odata.nextLink'), None
+
+    def batch(self, items: list[BatchItem]) -> dict[str, dict]:
+        """Runs requests through $batch, 20 per call; throttled items are retried after their Retry-After.
+
+        Returns {item id: {'status', 'headers', 'body'}}. Items still throttled when the retry budget
+        runs out are returned with their 429/503 status for the caller to report.
+        """
+        results: dict[str, dict] = {}
+        for start in range(0, len(items), BATCH_MAX_REQUESTS):
+            pending = items[start:start + BATCH_MAX_REQUESTS]
+            waited, attempt = 0.0, 0
+            while pending:
+                payload = {'requests': [batch_request_json(item) for item in pending]}
+                responses = self.post('$batch', payload).get('responses') or []
+                by_id = {str(r.get('id')): r for r in responses}
+                retry_items, delay = [], 0.0
+                for item in pending:
+                    answer = by_id.get(item.id) or {'status': 500, 'headers': {}, 'body': {'error': {
+                        'code': 'MissingBatchResponse', 'message': 'Graph returned no response for this request.'}}}
+                    results[item.id] = answer
+                    if answer.get('status') in (429, 503):
+                        retry_items.append(item)
+                        after = retry_after_seconds(answer.get('headers'))
+                        delay = max(delay, self.retry.backoff(attempt) if after is None else after)
+                if not retry_items or attempt + 1 >= self.retry.max_attempts or waited + delay > self.retry.wait_budget_seconds:
+                    break
+                self.retry.sleep(delay)
+                waited, attempt, pending = waited + delay, attempt + 1, retry_items
+        return results
+
+    def download(self, path: str, destination: str) -> int:
+        """Streams a binary response to a file; returns its size. Never holds the whole body in memory."""
+        size = 0
+        with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, open(destination, 'wb') as handle:
+            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                handle.write(chunk)
+                size += len(chunk)
+        return size
+
+    def upload_chunk(self, upload_url: str, chunk: bytes, first_byte: int, total: int) -> requests.Response:
+        """PUTs one byte range to a pre-authenticated upload URL, which must not get the bearer token."""
+        if not upload_url.startswith('https://'):
+            raise MailError('Refused an upload URL that is not https.')
+        headers = {'Content-Range': f'bytes {first_byte}-{first_byte + len(chunk) - 1}/{total}',
+                   'Content-Type': 'application/octet-stream'}
+        return self.send('PUT', upload_url, data=chunk, headers=headers, authenticated=False)
+
+
+def batch_request_json(item: BatchItem) -> dict:
+    request: dict[str, Any] = {'id': item.id, 'method': item.method, 'url': '/' + item.url.lstrip('/'),
+                               'headers': {'Prefer': PREFER_IMMUTABLE_ID}}
+    if item.body is not None:
+        request['body'] = item.body
+        request['headers']['Content-Type'] = 'application/json'
+    return request
+
+
+def throttled_error(last: GraphError, attempts: int, waited: float, next_delay: float) -> ThrottledError:
+    retry_at = datetime.now(timezone.utc) + timedelta(seconds=next_delay)
+    kind = 'throttling' if last.status == 429 else f'unavailable (HTTP {last.status})'
+    return ThrottledError(
+        f'Microsoft Graph is {kind} for this mailbox ({last.code}: {last.graph_message}); gave up after {attempts} '
+        f'attempt(s) and {waited:.0f} s of waiting. Retry after {retry_at:%Y-%m-%dT%H:%M:%SZ}'
+        f' (Retry-After {next_delay:.0f} s).' + (f' request-id: {last.request_id}' if last.request_id else ''))
+
+
+# ================================================================================ ENTRIES AND ARGUMENTS
+ENTRY_NOTE = 1
+ENTRY_FILE = 3
+ENTRY_ERROR = 4
+
+
+def note_entry(contents: Any, readable: str, context: Optional[dict] = None) -> dict:
+    entry = {'Type': ENTRY_NOTE, 'ContentsFormat': 'json' if isinstance(contents, (dict, list)) else 'text',
+             'Contents': contents, 'HumanReadable': readable, 'ReadableContentsFormat': 'markdown'}
+    if context:
+        entry['EntryContext'] = context
+    return entry
+
+
+def error_entry(message: str) -> dict:
+    return {'Type': ENTRY_ERROR, 'ContentsFormat': 'text', 'Contents': message}
+
+
+def file_entry(file_id: str, name: str) -> dict:
+    return {'Type': ENTRY_FILE, 'ContentsFormat': 'text', 'Contents': '', 'File': name, 'FileID': file_id}
+
+
+def new_file_path() -> tuple[str, str]:
+    """Where the platform picks up a file result: `{investigation id}_{file id}` in the working directory."""
+    file_id = str(uuid.uuid4())
+    return file_id, os.path.abspath(f"{demisto.investigation()['id']}_{file_id}")
+
+
+def save_bytes_as_file(data: bytes) -> str:
+    file_id, path = new_file_path()
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    return file_id
+
+
+def markdown_cell(value: Any) -> str:
+    if value is None:
+        return ''
+    if isinstance(value, (list, tuple)):
+        value = ', '.join(markdown_cell(v) for v in value)
+    elif isinstance(value, dict):
+        value = value.get('Address') or value.get('Name') or json.dumps(value, default=str)
+    text = str(value).replace('\\', '\\\\').replace('|', '\\|')
+    return re.sub(r'\s*[\r\n]+\s*', ' ', text).strip()
+
+
+def markdown_table(title: str, rows: list[dict], columns: list[str]) -> str:
+    if not rows:
+        return f'### {title}\n**No entries.**\n'
+    lines = [f'### {title}', '|' + '|'.join(columns) + '|', '|' + '|'.join('---' for _ in columns) + '|']
+    lines += ['|' + '|'.join(markdown_cell(row.get(c)) for c in columns) + '|' for row in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def argument_error(name: str, expected: str, value: Any) -> MailError:
+    return MailError(f"Invalid argument '{name}': expected {expected}, got {value!r}.")
+
+
+def arg_text(args: dict, name: str, required: bool = False, default: str = '') -> str:
+    value = args.get(name)
+    text = default if value is None else str(value).strip()
+    if required and not text:
+        raise MailError(f"Missing argument '{name}'.")
+    return text
+
+
+def arg_bool(args: dict, name: str, default: bool = False) -> bool:
+    try:
+        return parse_bool(args.get(name), default)
+    except ValueError:
+        raise argument_error(name, 'true or false', args.get(name)) from None
+
+
+def arg_int(args: dict, name: str, default: int, minimum: int = 1, maximum: Optional[int] = None) -> int:
+    value = args.get(name)
+    if value is None or str(value).strip() == '':
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise argument_error(name, 'a whole number', value) from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bounds = f'from {minimum} to {maximum}' if maximum is not None else f'{minimum} or more'
+        raise argument_error(name, f'a number {bounds}', value)
+    return number
+
+
+def arg_list(args: dict, name: str) -> list[str]:
+    value = args.get(name)
+    if value is None or value == '':
+        return []
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip()
+        if text.startswith('['):
+            try:
+                items = [str(v).strip() for v in json.loads(text)]
+            except ValueError:
+                items = text.split(',')
+        else:
+            items = text.split(',')
+    return [item.strip() for item in items if item.strip()]
+
+
+def arg_choice(args: dict, name: str, choices: Iterable[str], default: str) -> str:
+    value = arg_text(args, name, default=default)
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise argument_error(name, 'one of ' + ', '.join(choices), value)
+
+
+def mailbox_arg(client: GraphClient, args: dict, name: str = 'user_id') -> str:
+    """The mailbox a command acts on; falls back to the fetch mailbox like the existing integration."""
+    user = arg_text(args, name) or client.default_user
+    if not user:
+        raise MailError(f"Missing argument '{name}': give the mailbox (UPN or user id), or configure "
+                        "'Email address from which to fetch incidents'.")
+    if ',' in user:
+        raise argument_error(name, 'one mailbox', user)
+    return user
+
+
+# ================================================================================ PARSERS (Graph JSON -> context)
+MESSAGE_FIELDS = {
+    'id': 'ID', 'createdDateTime': 'Created', 'lastModifiedDateTime': 'LastModifiedTime',
+    'receivedDateTime': 'ReceivedTime', 'sentDateTime': 'SendTime', 'categories': 'Categories',
+    'hasAttachments': 'HasAttachments', 'subject': 'Subject', 'isDraft': 'IsDraft', 'isRead': 'IsRead',
+    'conversationId': 'ConversationID', 'internetMessageId': 'InternetMessageID',
+    'internetMessageHeaders': 'Headers', 'flag': 'Flag', 'importance': 'Importance',
+}
+RECIPIENT_FIELDS = {'toRecipients': 'Recipients', 'ccRecipients': 'CCRecipients',
+                    'bccRecipients': 'BCCRecipients', 'replyTo': 'ReplyTo'}
+
+
+def parse_address(item: Optional[dict]) -> dict:
+    address = (item or {}).get('emailAddress') or {}
+    return {'Name': address.get('name', ''), 'Address': address.get('address', '')}
+
+
+def parse_message(message: dict, user_id: str, include_body: bool = True) -> dict:
+    parsed = {key: message[name] for name, key in MESSAGE_FIELDS.items() if name in message}
+    for name, key in RECIPIENT_FIELDS.items():
+        if name in message:
+            parsed[key] = [parse_address(r) for r in message.get(name) or []]
+    for name, key in (('sender', 'Sender'), ('from', 'From')):
+        if message.get(name):
+            parsed[key] = parse_address(message[name])
+    if include_body and isinstance(message.get('body'), dict):
+        parsed['Body'] = message['body'].get('content', '')
+        parsed['BodyType'] = message['body'].get('contentType', '')
+    parsed['UserID'] = user_id
+    return parsed
+
+
+MESSAGE_TABLE_COLUMNS = ['ID', 'Subject', 'SendTime', 'Sender', 'From', 'Recipients', 'HasAttachments']
+
+
+def message_table_row(parsed: dict) -> dict:
+    return {**parsed, 'Sender': (parsed.get('Sender') or {}).get('Address', ''),
+            'From': (parsed.get('From') or {}).get('Address', ''),
+            'Recipients': [r.get('Address') for r in parsed.get('Recipients') or []]}
+
+
+def parse_folder(folder: dict) -> dict:
+    return {'ID': folder.get('id'), 'DisplayName': folder.get('displayName'),
+            'ParentFolderID': folder.get('parentFolderId'), 'ChildFolderCount': folder.get('childFolderCount'),
+            'TotalItemCount': folder.get('totalItemCount'), 'UnreadItemCount': folder.get('unreadItemCount')}
+
+
+FOLDER_TABLE_COLUMNS = ['DisplayName', 'ID', 'ParentFolderID', 'ChildFolderCount', 'TotalItemCount', 'UnreadItemCount']
+MESSAGE_CONTEXT_KEY = 'MSGraphMail(val.ID && val.ID == obj.ID)'
+NEXT_PAGE_CONTEXT_KEY = "MSGraphMail(val.NextPage.indexOf('http')>=0)"
+FOLDER_CONTEXT_KEY = 'MSGraphMail.Folders(val.ID && val.ID === obj.ID)'
+
+
+# ================================================================================ FOLDERS
+WELL_KNOWN_FOLDERS = {
+    'archive': 'archive', 'conversation history': 'conversationhistory', 'deleted items': 'deleteditems',
+    'drafts': 'drafts', 'inbox': 'inbox', 'junk email': 'junkemail', 'outbox': 'outbox', 'sent items': 'sentitems',
+    'msgfolderroot': 'msgfolderroot', 'deleteditems': 'deleteditems', 'junkemail': 'junkemail',
+    'sentitems': 'sentitems', 'conversationhistory': 'conversationhistory', 'root': 'msgfolderroot',
+}
+FOLDER_ID_PATTERN = re.compile(r'^[A-Za-z0-9+/=_-]{40,}$')
+
+
+def looks_like_folder_id(value: str) -> bool:
+    return bool(FOLDER_ID_PATTERN.match(value))
+
+
+def split_folder_path(path: str) -> list[str]:
+    return [segment.strip() for segment in re.split(r'[/\\]', path) if segment.strip()]
+
+
+def odata_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def find_child_folder(client: GraphClient, user: str, parent: str, name: str) -> Optional[dict]:
+    """Finds a child folder by display name (case-insensitive), following every page of children."""
+    path = f'{user_path(user)}/mailFolders' if parent == 'msgfolderroot' else \
+        f'{user_path(user)}/mailFolders/{encode_id(parent)}/childFolders'
+    query = {'$filter': f'displayName eq {odata_quote(name)}', '$top': '100'}
+    for page in client.pages(path, params=query):
+        for folder in page.get('value', []):
+            if str(folder.get('displayName', '')).lower() == name.lower():
+                return folder
+    return None
+
+
+def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
+    """Turns a folder id, a well-known name, a path like `Inbox/Phishing`, or the existing integration's
+    comma list of ids into a folder id (or well-known alias) Graph accepts."""
+    folder = (folder or '').strip()
+    if ',' in folder and not split_folder_path(folder)[1:]:
+        folder = folder.split(',')[-1].strip()
+    if not folder:
+        raise MailError('Folder is empty.')
+    alias = WELL_KNOWN_FOLDERS.get(folder.lower())
+    if alias:
+        return alias
+    if looks_like_folder_id(folder) and not re.search(r'\s', folder):
+        return folder
+    segments = split_folder_path(folder)
+    current = WELL_KNOWN_FOLDERS.get(segments[0].lower())
+    walked = [segments[0]] if current else []
+    for segment in segments[1:] if current else segments:
+        found = find_child_folder(client, user, current or 'msgfolderroot', segment)
+        if not found:
+            where = "/".join(walked) if walked else "the mailbox root"
+            raise MailError(f"Folder path '{folder}' was not found in mailbox {user}: no folder named '{segment}' under {where}.")
+        current = found['id']
+        walked.append(segment)
+    return current or 'msgfolderroot'
+
+
+def messages_path(user: str, folder_id: str = '') -> str:
+    return f'{user_path(user)}/mailFolders/{encode_id(folder_id)}/messages' if folder_id else f'{user_path(user)}/messages'
+
+
+def message_path(user: str, message_id: str) -> str:
+    return f'{user_path(user)}/messages/{encode_id(message_id)}'
+
+
+def describe_graph_error(error: GraphError, what: str, permission: str) -> MailError:
+    """Turns a Graph error into a sentence about the object the user asked for."""
+    if error.status == 404:
+        return MailError(f'{what} was not found ({error.code}: {error.graph_message})')
+    if error.status == 403:
+        return MailError(f'Access to {what} was denied ({error.code}). The application needs the {permission} '
+                         'application permission with admin consent, and access to this mailbox if an application '
+                         'access policy or RBAC for Applications limits it.' +
+                         (f' request-id: {error.request_id}' if error.request_id else ''))
+    return error
+
+
+# ================================================================================ COMMANDS: AUTH AND TEST
+def test_module_command(client: GraphClient, fetch: 'FetchSettings') -> str:
+    """'ok' when a token is obtained and the fetch mailbox and folder (if configured) are readable."""
+    try:
+        client.tokens.token()
+    except MailError as exc:
+        raise MailError(f'Authentication failed: {exc}') from None
+    if not fetch.mailbox:
+        if fetch.enabled:
+            raise MailError("Fetch is enabled but 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
+        return 'ok'
+    try:
+        folder_id = resolve_folder(client, fetch.mailbox, fetch.folder)
+        client.get(f'{user_path(fetch.mailbox)}/mailFolders/{encode_id(folder_id)}', params={'$select': 'id,displayName'})
+        client.get(messages_path(fetch.mailbox, folder_id), params={'$top': '1', '$select': 'id'})
+    except GraphError as exc:
+        raise MailError(f'The fetch mailbox {fetch.mailbox} or folder {fetch.folder!r} could not be read: '
+                        f'{describe_graph_error(exc, f"mailbox {fetch.mailbox}", "Mail.ReadWrite")}') from None
+    return 'ok'
+
+
+def auth_reset_command(client: GraphClient, args: dict) -> dict:
+    ContextStore().write({}, -1)
+    return note_entry('Authorization was reset.', 'Authorization was reset. The next command requests a new token.')
+
+
+# ================================================================================ COMMANDS: READING MAIL
+GRAPH_MAX_PAGE_SIZE = 1000
+MESSAGE_DETAIL_FIELDS = ('id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,categories,'
+                         'hasAttachments,subject,isDraft,isRead,conversationId,internetMessageId,importance,flag,'
+                         'sender,from,toRecipients,ccRecipients,bccRecipients,replyTo,internetMessageHeaders,bodyPreview')
+
+
+def odata_params(odata: str) -> dict:
+    """The `odata` argument ("$filter=...&$select=...") as query parameters; a leading '?' is allowed."""
+    return dict(urllib.parse.parse_qsl(odata.strip().lstrip('?'), keep_blank_values=True)) if odata.strip() else {}
+
+
+def list_emails_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    page_size = arg_int(args, 'page_size', 20, maximum=GRAPH_MAX_PAGE_SIZE)
+    pages_to_pull = arg_int(args, 'pages_to_pull', 1)
+    search = arg_text(args, 'search')
+    next_page = arg_text(args, 'next_page')
+    query = odata_params(arg_text(args, 'odata'))
+    if search:
+        clashing = [k for k in query if k.lower() in ('$filter', '$orderby')]
+        if clashing:
+            raise MailError(f"Arguments 'search' and 'odata' ({', '.join(clashing)}) cannot be combined: Microsoft Graph "
+                            'does not allow $search together with $filter or $orderby. Use one of them.')
+        query['$search'] = '"' + search.replace('\\', '\\\\').replace('"', '\\"') + '"'
+    query.setdefault('$top', str(page_size))
+    folder = arg_text(args, 'folder_id')
+    try:
+        path = next_page or messages_path(user, resolve_folder(client, user, folder) if folder else '')
+        messages, link = [], None
+        for page in client.pages(path, params=None if next_page else query, max_pages=pages_to_pull):
+            messages += page.get('value', [])
+            link = page.get('@odata.nextLink')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'mailbox {user}', 'Mail.Read') from None
+    parsed = [parse_message(m, user) for m in messages]
+    context: dict = {MESSAGE_CONTEXT_KEY: parsed}
+    readable = markdown_table(f'Total of {len(parsed)} mails received', [message_table_row(p) for p in parsed],
+                              MESSAGE_TABLE_COLUMNS)
+    if link:
+        context[NEXT_PAGE_CONTEXT_KEY] = {'NextPage': link}
+        readable += '\nMore mails are available: run the command again with next_page set to MSGraphMail.NextPage.\n'
+    return note_entry(messages, readable, context)
+
+
+def get_email_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    include_body = arg_bool(args, 'get_body', False)
+    query = {'$select': MESSAGE_DETAIL_FIELDS + (',body' if include_body else '')}
+    query.update(odata_params(arg_text(args, 'odata')))
+    try:
+        message = client.get(message_path(user, message_id), params=query)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
+    parsed = parse_message(message, user, include_body=include_body)
+    readable = markdown_table(f'Mail {message_id} in {user}', [message_table_row(parsed)], MESSAGE_TABLE_COLUMNS)
+    return note_entry(message, readable, {MESSAGE_CONTEXT_KEY: parsed})
+
+
+ATTACHMENT_LIST_FIELDS = 'id,name,contentType,size,isInline,lastModifiedDateTime'
+FILE_ATTACHMENT = '#microsoft.graph.fileAttachment'
+ITEM_ATTACHMENT = '#microsoft.graph.itemAttachment'
+REFERENCE_ATTACHMENT = '#microsoft.graph.referenceAttachment'
+
+
+def attachments_path(user: str, message_id: str) -> str:
+    return f'{message_path(user, message_id)}/attachments'
+
+
+def list_message_attachments(client: GraphClient, user: str, message_id: str) -> list[dict]:
+    """Attachment metadata without contentBytes, so a 100 MB attachment is not downloaded to list it."""
+    attachments: list[dict] = []
+    for page in client.pages(attachments_path(user, message_id), params={'$select': ATTACHMENT_LIST_FIELDS}):
+        attachments += page.get('value', [])
+    return attachments
+
+
+def list_attachments_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    try:
+        attachments = list_message_attachments(client, user, message_id)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
+    rows = [{'ID': a.get('id'), 'Name': a.get('name') or a.get('id'), 'Type': a.get('contentType'),
+             'Size': a.get('size'), 'IsInline': a.get('isInline'),
+             'AttachmentType': str(a.get('@odata.type', '')).rsplit('.', 1)[-1]} for a in attachments]
+    context = {'MSGraphMailAttachment(val.ID === obj.ID)': {'ID': message_id, 'Attachment': rows, 'UserID': user}}
+    readable = markdown_table(f'Total of {len(rows)} attachments found in message {message_id}', rows,
+                              ['ID', 'Name', 'Type', 'Size', 'IsInline'])
+    return note_entry(attachments, readable, context)
+
+
+def safe_attachment_name(name: str, fallback: str) -> str:
+    """A display name without path parts or control characters; the extension is kept."""
+    base = re.split(r'[\\/]', name or '')[-1]
+    base = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', '_', base).strip().lstrip('.')
+    return base[:200] or fallback
+
+
+def attachment_kind(attachment: dict) -> str:
+    return str(attachment.get('@odata.type') or '')
+
+
+def download_attachment_file(client: GraphClient, user: str, message_id: str, attachment: dict,
+                             name: str) -> dict:
+    file_id, path = new_file_path()
+    client.download(f"{attachments_path(user, message_id)}/{encode_id(attachment['id'])}/$value", path)
+    return file_entry(file_id, name)
+
+
+def attachment_entries(client: GraphClient, user: str, message_id: str, attachment: dict, as_eml: bool) -> list[dict]:
+    kind = attachment_kind(attachment)
+    name = safe_attachment_name(attachment.get('name') or '', attachment.get('id', 'attachment'))
+    if kind == FILE_ATTACHMENT:
+        return [download_attachment_file(client, user, message_id, attachment, name)]
+    if kind == ITEM_ATTACHMENT and as_eml:
+        eml_name = name if name.lower().endswith('.eml') else f'{name}.eml'
+        return [download_attachment_file(client, user, message_id, attachment, eml_name)]
+    if kind == ITEM_ATTACHMENT:
+        expanded = client.get(f"{attachments_path(user, message_id)}/{encode_id(attachment['id'])}",
+                              params={'$expand': 'microsoft.graph.itemattachment/item'})
+        item = expanded.get('item') or {}
+        if item.get('@odata.type', '#microsoft.graph.message') != '#microsoft.graph.message':
+            return [note_entry(expanded, f"Attachment '{name}' is an attached {item.get('@odata.type')}; only attached "
+                                         'messages are supported.')]
+        parsed = parse_message(item, user)
+        parsed.setdefault('ID', attachment['id'])
+        readable = markdown_table(f"Attached message '{name}'", [message_table_row(parsed)], MESSAGE_TABLE_COLUMNS)
+        return [note_entry(item, readable, {MESSAGE_CONTEXT_KEY: parsed})]
+    if kind == REFERENCE_ATTACHMENT:
+        return [note_entry(attachment, f"Attachment '{name}' is a link to a cloud file; it has no content to download.")]
+    return [note_entry(attachment, f"Attachment '{name}' has the unsupported type {kind or 'unknown'}.")]
+
+
+def get_attachment_command(client: GraphClient, args: dict) -> list[dict]:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    attachment_id = arg_text(args, 'attachment_id')
+    as_eml = arg_bool(args, 'should_download_message_attachment', False)
+    what = f'Attachment {attachment_id} of message {message_id}' if attachment_id else f'Message {message_id}'
+    try:
+        if attachment_id:
+            attachments = [client.get(f'{attachments_path(user, message_id)}/{encode_id(attachment_id)}',
+                                      params={'$select': ATTACHMENT_LIST_FIELDS})]
+        else:
+            attachments = list_message_attachments(client, user, message_id)
+        entries = [e for a in attachments for e in attachment_entries(client, user, message_id, a, as_eml)]
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'{what} in mailbox {user}', 'Mail.Read') from None
+    return entries or [note_entry([], f'Message {message_id} has no attachments.')]
+
+
+def get_email_as_eml_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    file_id, path = new_file_path()
+    try:
+        client.download(f'{message_path(user, message_id)}/$value', path)
+    except GraphError as exc:
+        os.remove(path) if os.path.exists(path) else None
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
+    return file_entry(file_id, safe_attachment_name(f'{message_id}.eml', 'message.eml'))
+
+
+# ================================================================================ COMMANDS: FOLDERS
+def collect(client: GraphClient, path: str, limit: int, params: Optional[dict] = None) -> list[dict]:
+    """Up to `limit` items of a collection, following pages as needed."""
+    items: list[dict] = []
+    query = {**(params or {}), '$top': str(min(limit, GRAPH_MAX_PAGE_SIZE))}
+    for page in client.pages(path, params=query):
+        items += page.get('value', [])
+        if len(items) >= limit:
+            break
+    return items[:limit]
+
+
+def folders_entry(folders: list[dict], title: str) -> dict:
+    parsed = [parse_folder(f) for f in folders]
+    return note_entry(folders, markdown_table(title, parsed, FOLDER_TABLE_COLUMNS), {FOLDER_CONTEXT_KEY: parsed})
+
+
+def list_folders_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    limit = arg_int(args, 'limit', 20)
+    try:
+        folders = collect(client, f'{user_path(user)}/mailFolders', limit)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'mailbox {user}', 'Mail.Read') from None
+    return folders_entry(folders, f'Mail folder list for {user}')
+
+
+def list_child_folders_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    parent = arg_text(args, 'parent_folder_id', required=True)
+    limit = arg_int(args, 'limit', 20)
+    try:
+        parent_id = resolve_folder(client, user, parent)
+        folders = collect(client, f'{user_path(user)}/mailFolders/{encode_id(parent_id)}/childFolders', limit)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Folder {parent} in mailbox {user}', 'Mail.Read') from None
+    return folders_entry(folders, f'Child folders of {parent} for {user}')
+
+
+def create_folder_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    name = arg_text(args, 'new_folder_name', required=True)
+    parent = arg_text(args, 'parent_folder_id')
+    try:
+        path = f'{user_path(user)}/mailFolders'
+        if parent:
+            path += f'/{encode_id(resolve_folder(client, user, parent))}/childFolders'
+        folder = client.post(path, {'displayName': name})
+    except GraphError as exc:
+        if exc.code == 'ErrorFolderExists':
+            raise MailError(f"A folder named '{name}' already exists under {parent or 'the mailbox root'} of {user}.") from None
+        raise describe_graph_error(exc, f'Folder {parent or "root"} in mailbox {user}', 'Mail.ReadWrite') from None
+    return folders_entry([folder], f"Mail folder '{name}' was created")
+
+
+def update_folder_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    folder = arg_text(args, 'folder_id', required=True)
+    new_name = arg_text(args, 'new_display_name', required=True)
+    try:
+        folder_id = resolve_folder(client, user, folder)
+        updated = client.patch(f'{user_path(user)}/mailFolders/{encode_id(folder_id)}', {'displayName': new_name})
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Folder {folder} in mailbox {user}', 'Mail.ReadWrite') from None
+    return folders_entry([updated], f"Mail folder '{folder}' was renamed to '{new_name}'")
+
+
+def delete_folder_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    folder = arg_text(args, 'folder_id', required=True)
+    try:
+        folder_id = resolve_folder(client, user, folder)
+        client.delete(f'{user_path(user)}/mailFolders/{encode_id(folder_id)}')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Folder {folder} in mailbox {user}', 'Mail.ReadWrite') from None
+    return note_entry(f'The folder {folder} was deleted.', f'The folder {folder} was deleted from {user}.')
+
+
+# ================================================================================ COMMANDS: CHANGING MAIL
+def move_email_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    destination = arg_text(args, 'destination_folder_id', required=True)
+    try:
+        destination_id = resolve_folder(client, user, destination)
+        moved = client.post(f'{message_path(user, message_id)}/move', {'destinationId': destination_id})
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.ReadWrite') from None
+    row = {'ID': moved.get('id'), 'DestinationFolderID': moved.get('parentFolderId') or destination_id, 'UserID': user}
+    readable = markdown_table('The email was moved successfully. Updated email data:', [row],
+                              ['ID', 'DestinationFolderID', 'UserID'])
+    return note_entry(moved, readable, {'MSGraphMail.MovedEmails(val.ID === obj.ID)': row})
+
+
+def delete_email_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    try:
+        client.delete(message_path(user, message_id))
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.ReadWrite') from None
+    readable = f'Message {message_id} was deleted from mailbox {user} (moved to Deleted Items, recoverable).'
+    return note_entry(readable, readable)
+
+
+def batch_failure_text(answer: dict) -> str:
+    body = answer.get('body') or {}
+    error = body.get('error') if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f"HTTP {answer.get('status')} {error.get('code', '')}: {error.get('message', '')}".strip()
+    return f"HTTP {answer.get('status')}"
+
+
+def update_email_status_command(client: GraphClient, args: dict) -> list[dict]:
+    """Marks many messages read or unread with $batch: one request per 20 ids, results per id."""
+    user = mailbox_arg(client, args)
+    message_ids = arg_list(args, 'message_ids')
+    if not message_ids:
+        raise MailError("Missing argument 'message_ids': give one or more message ids, comma separated.")
+    status = arg_choice(args, 'status', ('Read', 'Unread'), '')
+    unique_ids = list(dict.fromkeys(message_ids))
+    items = [BatchItem(id=str(i), method='PATCH', url=message_path(user, mid), body={'isRead': status == 'Read'})
+             for i, mid in enumerate(unique_ids)]
+    answers = client.batch(items)
+    rows = []
+    for item, message_id in zip(items, unique_ids):
+        answer = answers.get(item.id, {})
+        ok = 200 <= int(answer.get('status') or 0) < 300
+        rows.append({'ID': message_id, 'Status': status, 'Succeeded': ok, 'Error': '' if ok else batch_failure_text(answer)})
+    failed = [r for r in rows if not r['Succeeded']]
+    readable = markdown_table(f'{len(rows) - len(failed)} of {len(rows)} messages marked as {status} in {user}',
+                              rows, ['ID', 'Status', 'Succeeded', 'Error'])
+    entries = [note_entry(rows, readable, {'MSGraphMail.EmailStatus(val.ID && val.ID === obj.ID)': rows})]
+    if failed:
+        entries.append(error_entry(f'{len(failed)} of {len(rows)} messages could not be marked as {status}: ' +
+                                   '; '.join(f"{r['ID']}: {r['Error']}" for r in failed[:10])))
+    return entries
+
+
+# ================================================================================ COMMANDS: RULES
+RULE_FIELDS = ['id', 'displayName', 'sequence', 'isEnabled', 'hasError', 'isReadOnly', 'conditions', 'actions', 'exceptions']
+RULE_CONTEXT_KEY = 'MSGraphMail.Rule(val.id === obj.id)'
+
+
+def rules_path(user: str) -> str:
+    return f'{user_path(user)}/mailFolders/inbox/messageRules'
+
+
+def rules_entry(rules: list[dict], title: str) -> dict:
+    parsed = [{k: r.get(k) for k in RULE_FIELDS if k in r} for r in rules]
+    rows = [{**r, 'actions': ', '.join(sorted((r.get('actions') or {}).keys()))} for r in parsed]
+    return note_entry(rules, markdown_table(title, rows, ['id', 'displayName', 'isEnabled', 'sequence', 'actions']),
+                      {RULE_CONTEXT_KEY: parsed})
+
+
+def list_rules_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    limit = arg_int(args, 'limit', 50)
+    try:
+        rules = collect(client, rules_path(user), limit)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Inbox rules of {user}', 'MailboxSettings.Read') from None
+    return rules_entry(rules, f'Inbox rules of {user}')
+
+
+def get_rule_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    rule_id = arg_text(args, 'rule_id', required=True)
+    try:
+        rule = client.get(f'{rules_path(user)}/{encode_id(rule_id)}')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Rule {rule_id} of mailbox {user}', 'MailboxSettings.Read') from None
+    return rules_entry([rule], f'Rule {rule_id} of {user}')
+
+
+def delete_rule_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    rule_id = arg_text(args, 'rule_id', required=True)
+    try:
+        client.delete(f'{rules_path(user)}/{encode_id(rule_id)}')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Rule {rule_id} of mailbox {user}', 'MailboxSettings.ReadWrite') from None
+    return note_entry(f'Rule {rule_id} deleted.', f'Rule {rule_id} was deleted from mailbox {user}.')
+
+
+# ================================================================================ MAIN
+@dataclass(frozen=True)
+class FetchSettings:
+    enabled: bool = False
+    mailbox: str = ''
+    folder: str = 'Inbox'
+    first_fetch: str = '15 minutes'
+    limit: int = 50
+    look_back_minutes: int = 0
+    full_body: bool = False
+    mark_read: bool = False
+    legacy_name: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict) -> 'FetchSettings':
+        def number(name: str, default: int, minimum: int, maximum: int) -> int:
+            value = params.get(name)
+            try:
+                parsed = default if value in (None, '') else int(str(value).strip())
+            except ValueError:
+                raise MailError(f"Parameter '{name}' must be a whole number, got {value!r}.") from None
+            if not minimum <= parsed <= maximum:
+                raise MailError(f"Parameter '{name}' must be from {minimum} to {maximum}, got {value!r}.")
+            return parsed
+
+        return cls(enabled=parse_bool(params.get('isFetch')), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
+                   folder=(params.get('folder_to_fetch') or 'Inbox').strip(),
+                   first_fetch=(params.get('first_fetch') or '15 minutes').strip(),
+                   limit=number('fetch_limit', 50, 1, 1000), look_back_minutes=number('look_back', 0, 0, 60 * 24 * 30),
+                   full_body=parse_bool(params.get('display_full_email_body')),
+                   mark_read=parse_bool(params.get('mark_fetched_read')),
+                   legacy_name=parse_bool(params.get('legacy_name')))
+
+
+def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
+    endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '')
+    auth = auth_settings_from_params(params)
+    http = HttpSession(parse_timeout(params.get('timeout')), insecure=parse_bool(params.get('insecure')),
+                       use_proxy=parse_bool(params.get('proxy')))
+    tokens = TokenManager(build_token_provider(auth, endpoints, http), auth.fingerprint(endpoints), store, redactor)
+    return GraphClient(endpoints, http, tokens, default_user=default_user)
+
+
+COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
+    'msgraph-mail-list-emails': list_emails_command,
+    'msgraph-mail-search-email': list_emails_command,
+    'msgraph-mail-get-email': get_email_command,
+    'msgraph-mail-delete-email': delete_email_command,
+    'msgraph-mail-list-attachments': list_attachments_command,
+    'msgraph-mail-get-attachment': get_attachment_command,
+    'msgraph-mail-get-email-as-eml': get_email_as_eml_command,
+    'msgraph-mail-list-folders': list_folders_command,
+    'msgraph-mail-list-child-folders': list_child_folders_command,
+    'msgraph-mail-create-folder': create_folder_command,
+    'msgraph-mail-update-folder': update_folder_command,
+    'msgraph-mail-delete-folder': delete_folder_command,
+    'msgraph-mail-move-email': move_email_command,
+    'msgraph-mail-update-email-status': update_email_status_command,
+    'msgraph-mail-list-rules': list_rules_command,
+    'msgraph-mail-get-rule': get_rule_command,
+    'msgraph-mail-delete-rule': delete_rule_command,
+    'msgraph-mail-auth-reset': auth_reset_command,
+}
+
+
+def user_message(exc: Exception, command: str, redactor: SecretRedactor) -> str:
+    if isinstance(exc, MailError):
+        return redactor.redact(str(exc))
+    return redactor.redact(f'Failed to execute {command}: unexpected {type(exc).__name__}: {exc}')
+
+
+def main() -> None:
+    command = demisto.command()
+    params = demisto.params() or {}
+    redactor = SecretRedactor(secrets_in_params(params))
+    demisto.debug(f'Command being called is {command}')
+    try:
+        fetch_settings = FetchSettings.from_params(params)
+        # The platform does not allow the integration context inside test-module.
+        store = MemoryStore() if command == 'test-module' else ContextStore()
+        client = build_client(params, redactor, store, fetch_settings.mailbox)
+        if command == 'test-module':
+            demisto.results(test_module_command(client, fetch_settings))
+        elif command == 'fetch-incidents':
+            next_run, incidents = fetch_incidents(client, demisto.getLastRun() or {}, fetch_settings)
+            demisto.setLastRun(next_run)
+            demisto.incidents(incidents)
+        elif command in COMMANDS:
+            demisto.results(COMMANDS[command](client, demisto.args() or {}))
+        else:
+            raise NotImplementedError(f'Command {command} is not implemented.')
+    except Exception as exc:
+        demisto.debug(redactor.redact(traceback.format_exc()))
+        message = user_message(exc, command, redactor)
+        if command == 'fetch-incidents':
+            # Raising makes the platform record a failed fetch and keep the previous last run.
+            raise MailError(message) from None
+        demisto.results(error_entry(message))
+
+
+if __name__ in ('__main__', '__builtin__', 'builtins'):
+    main()
