@@ -283,6 +283,39 @@ def parse_timeout(value: Any) -> float:
     return timeout
 
 
+@dataclass(frozen=True)
+class FetchSettings:
+    enabled: bool = False
+    mailbox: str = ''
+    folder: str = 'Inbox'
+    first_fetch: str = '15 minutes'
+    limit: int = 50
+    look_back_minutes: int = 0
+    full_body: bool = False
+    mark_read: bool = False
+    legacy_name: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict) -> 'FetchSettings':
+        def number(name: str, default: int, minimum: int, maximum: int) -> int:
+            value = params.get(name)
+            try:
+                parsed = default if value in (None, '') else int(str(value).strip())
+            except ValueError:
+                raise MailError(f"Parameter '{name}' must be a whole number, got {value!r}.") from None
+            if not minimum <= parsed <= maximum:
+                raise MailError(f"Parameter '{name}' must be from {minimum} to {maximum}, got {value!r}.")
+            return parsed
+
+        return cls(enabled=parse_bool(params.get('isFetch')), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
+                   folder=(params.get('folder_to_fetch') or 'Inbox').strip(),
+                   first_fetch=(params.get('first_fetch') or '15 minutes').strip(),
+                   limit=number('fetch_limit', 50, 1, 1000), look_back_minutes=number('look_back', 0, 0, 60 * 24 * 30),
+                   full_body=parse_bool(params.get('display_full_email_body')),
+                   mark_read=parse_bool(params.get('mark_fetched_read')),
+                   legacy_name=parse_bool(params.get('legacy_name')))
+
+
 # ================================================================================ TOKEN PROVIDERS
 @dataclass
 class AccessToken:
@@ -1428,40 +1461,760 @@ def delete_rule_command(client: GraphClient, args: dict) -> dict:
     return note_entry(f'Rule {rule_id} deleted.', f'Rule {rule_id} was deleted from mailbox {user}.')
 
 
-# ================================================================================ MAIN
-@dataclass(frozen=True)
-class FetchSettings:
-    enabled: bool = False
+# ================================================================================ COMMANDS: SENDING
+INLINE_ATTACHMENT_MAX_BYTES = 3 * 1024 * 1024      # Graph takes attachments below 3 MB in the message JSON
+UPLOAD_ATTACHMENT_MAX_BYTES = 150 * 1024 * 1024    # larger ones go through an upload session, up to 150 MB
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+MAX_CUSTOM_HEADERS = 5
+EMAIL_ADDRESS = re.compile(r'^[^@\s<>(),;:"\[\]]+@[^@\s<>(),;:"\[\]]+\.[^@\s<>(),;:"\[\]]+$')
+DATA_URI_IMAGE = re.compile(r'(<img\b[^>]*?\bsrc\s*=\s*["\'])data:image/([a-zA-Z0-9.+-]+);base64,([^"\']+)(["\'])', re.I)
+
+
+@dataclass
+class OutgoingAttachment:
+    """A file to attach: read from disk when sent, so a 150 MB file is never held in memory at once."""
+    name: str
+    size: int
+    path: str = ''
+    data: Optional[bytes] = None
+    content_id: str = ''
+    is_inline: bool = False
+
+    def read_all(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        with open(self.path, 'rb') as handle:
+            return handle.read()
+
+    def chunks(self) -> Iterator[tuple[int, bytes]]:
+        if self.data is not None:
+            for start in range(0, self.size, UPLOAD_CHUNK_BYTES):
+                yield start, self.data[start:start + UPLOAD_CHUNK_BYTES]
+            return
+        with open(self.path, 'rb') as handle:
+            start = 0
+            while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+                yield start, chunk
+                start += len(chunk)
+
+    def as_graph_json(self) -> dict:
+        attachment = {'@odata.type': FILE_ATTACHMENT, 'name': self.name, 'isInline': self.is_inline,
+                      'contentBytes': base64.b64encode(self.read_all()).decode()}
+        if self.content_id:
+            attachment['contentId'] = self.content_id
+        return attachment
+
+    @property
+    def needs_upload_session(self) -> bool:
+        return self.size >= INLINE_ATTACHMENT_MAX_BYTES
+
+
+def parse_recipients(args: dict, name: str) -> list[dict]:
+    recipients = []
+    for item in arg_list(args, name):
+        display, address = email.utils.parseaddr(item)
+        if not EMAIL_ADDRESS.match(address or ''):
+            raise argument_error(name, 'email addresses separated by commas', item)
+        entry = {'address': address}
+        if display:
+            entry['name'] = display
+        recipients.append({'emailAddress': entry})
+    return recipients
+
+
+def parse_custom_headers(args: dict) -> list[dict]:
+    """`name:value` pairs; the value may contain colons. Graph takes at most 5, all named x-... ."""
+    headers = []
+    for item in arg_list(args, 'headers'):
+        name, separator, value = item.partition(':')
+        name, value = name.strip(), value.strip()
+        if not separator or not name:
+            raise argument_error('headers', 'name:value pairs', item)
+        if not name.lower().startswith('x-'):
+            raise argument_error('headers', "header names that start with 'x-' (Graph allows only custom x- headers)", name)
+        if re.search(r'[\r\n]', name + value) or not re.match(r'^[!-9;-~]+$', name):
+            raise argument_error('headers', 'a header without line breaks, and no spaces in its name', item)
+        headers.append({'name': name, 'value': value})
+    if len(headers) > MAX_CUSTOM_HEADERS:
+        raise argument_error('headers', f'at most {MAX_CUSTOM_HEADERS} headers (a Graph limit)', f'{len(headers)} headers')
+    return headers
+
+
+def attachment_from_entry(entry_id: str, name: str, argument: str, inline: bool) -> OutgoingAttachment:
+    try:
+        found = demisto.getFilePath(entry_id)
+    except Exception:
+        raise argument_error(argument, 'war-room entry ids of files', entry_id) from None
+    path = found.get('path') or ''
+    if not os.path.isfile(path):
+        raise argument_error(argument, 'war-room entry ids of files', entry_id)
+    size = os.path.getsize(path)
+    if size > UPLOAD_ATTACHMENT_MAX_BYTES:
+        raise MailError(f"Argument '{argument}': the file of entry {entry_id} has {size} bytes; Microsoft Graph takes "
+                        f'attachments of at most {UPLOAD_ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB.')
+    return OutgoingAttachment(name=safe_attachment_name(name or found.get('name') or '', 'attachment'), size=size,
+                              path=path, content_id=entry_id if inline else '', is_inline=inline)
+
+
+def collect_attachments(args: dict) -> list[OutgoingAttachment]:
+    """Files from attachIDs (renamed by attachNames at the same position) and inline files from attachCIDs,
+    whose content id is the entry id so HTML can reference them as cid:<entry id>."""
+    ids, names = arg_list(args, 'attachIDs'), arg_list(args, 'attachNames')
+    if names and len(names) != len(ids):
+        raise argument_error('attachNames', f'one name per entry of attachIDs ({len(ids)})', f'{len(names)} names')
+    attachments = [attachment_from_entry(entry_id, names[i] if names else '', 'attachIDs', False)
+                   for i, entry_id in enumerate(ids)]
+    attachments += [attachment_from_entry(entry_id, '', 'attachCIDs', True) for entry_id in arg_list(args, 'attachCIDs')]
+    return attachments
+
+
+def extract_inline_images(html: str) -> tuple[str, list[OutgoingAttachment]]:
+    """Turns data: images in an HTML body into inline attachments referenced by cid:."""
+    images: list[OutgoingAttachment] = []
+
+    def replace(match: re.Match) -> str:
+        subtype, payload = match.group(2).lower(), re.sub(r'\s', '', match.group(3))
+        try:
+            data = base64.b64decode(payload + '=' * (-len(payload) % 4))
+        except ValueError:
+            return match.group(0)
+        name = f'image{len(images) + 1}.{subtype.split("+")[0]}'
+        content_id = f'{name}@{uuid.uuid4().hex[:8]}_{uuid.uuid4().hex[:8]}'
+        images.append(OutgoingAttachment(name=name, size=len(data), data=data, content_id=content_id, is_inline=True))
+        return f'{match.group(1)}cid:{content_id}{match.group(4)}'
+
+    return DATA_URI_IMAGE.sub(replace, html), images
+
+
+@dataclass
+class OutgoingMail:
+    sender: str
+    message: dict
+    attachments: list
+
+    @property
+    def needs_draft(self) -> bool:
+        """Attachments that do not fit one JSON request need a draft and upload sessions."""
+        total = sum(a.size for a in self.attachments)
+        return any(a.needs_upload_session for a in self.attachments) or total >= INLINE_ATTACHMENT_MAX_BYTES
+
+
+def compose_mail(client: GraphClient, args: dict, require_recipients: bool = True) -> OutgoingMail:
+    """Validates every argument of a new mail before anything is sent."""
+    sender = arg_text(args, 'from') or client.default_user
+    if not sender:
+        raise MailError("Missing argument 'from': give the mailbox to send from, or configure the fetch mailbox.")
+    message: dict[str, Any] = {}
+    for argument, field_name in (('to', 'toRecipients'), ('cc', 'ccRecipients'), ('bcc', 'bccRecipients'),
+                                 ('replyTo', 'replyTo')):
+        recipients = parse_recipients(args, argument)
+        if recipients:
+            message[field_name] = recipients
+    if require_recipients and not any(message.get(k) for k in ('toRecipients', 'ccRecipients', 'bccRecipients')):
+        raise MailError("Missing recipients: give at least one address in 'to', 'cc' or 'bcc'.")
+    html_body = arg_text(args, 'htmlBody')
+    body_type = 'HTML' if html_body else arg_choice(args, 'bodyType', ('text', 'HTML'), 'HTML')
+    content, images = extract_inline_images(html_body) if html_body else (arg_text(args, 'body'), [])
+    subject = arg_text(args, 'subject')
+    if subject:
+        message['subject'] = subject
+    message['body'] = {'contentType': 'HTML' if body_type == 'HTML' else 'Text', 'content': content}
+    message['importance'] = arg_choice(args, 'importance', ('Low', 'Normal', 'High'), 'Normal')
+    message['flag'] = {'flagStatus': arg_choice(args, 'flag', ('notFlagged', 'complete', 'flagged'), 'notFlagged')}
+    headers = parse_custom_headers(args)
+    if headers:
+        message['internetMessageHeaders'] = headers
+    return OutgoingMail(sender=sender, message=message, attachments=collect_attachments(args) + images)
+
+
+def upload_large_attachment(client: GraphClient, draft_path: str, attachment: OutgoingAttachment) -> None:
+    item: dict[str, Any] = {'attachmentType': 'file', 'name': attachment.name, 'size': attachment.size,
+                            'isInline': attachment.is_inline}
+    if attachment.content_id:
+        item['contentId'] = attachment.content_id
+    session = client.post(f'{draft_path}/attachments/createUploadSession', {'AttachmentItem': item})
+    upload_url = session.get('uploadUrl') or ''
+    last_status = 0
+    for start, chunk in attachment.chunks():
+        last_status = client.upload_chunk(upload_url, chunk, start, attachment.size).status_code
+    if last_status != 201:
+        raise MailError(f"The upload of '{attachment.name}' did not complete (last status {last_status}).")
+
+
+def attach_to_draft(client: GraphClient, draft_path: str, attachments: list[OutgoingAttachment]) -> None:
+    for attachment in attachments:
+        if attachment.needs_upload_session:
+            upload_large_attachment(client, draft_path, attachment)
+        else:
+            client.post(f'{draft_path}/attachments', attachment.as_graph_json())
+
+
+def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: list, send: bool) -> None:
+    """Adds the attachments and sends; on any failure deletes the draft so no half-built mail is left or sent."""
+    draft_path = message_path(sender, draft['id'])
+    try:
+        attach_to_draft(client, draft_path, attachments)
+        if send:
+            client.post(f'{draft_path}/send')
+    except Exception as exc:
+        try:
+            client.delete(draft_path)
+            cleanup = 'The draft was deleted; nothing was sent.'
+        except MailError as cleanup_error:
+            cleanup = f'Deleting the draft {draft["id"]} failed too ({cleanup_error}); delete it by hand.'
+        raise MailError(f'Sending failed while adding attachments or sending: {exc} {cleanup}') from None
+
+
+def split_for_draft(attachments: list) -> tuple[list, list]:
+    """Small attachments ride in the draft's JSON while they fit; the rest are added to the draft."""
+    in_json, later, total = [], [], 0
+    for attachment in attachments:
+        if not attachment.needs_upload_session and total + attachment.size < INLINE_ATTACHMENT_MAX_BYTES:
+            in_json.append(attachment)
+            total += attachment.size
+        else:
+            later.append(attachment)
+    return in_json, later
+
+
+def send_through_draft(client: GraphClient, create_path: str, payload: dict, mail: OutgoingMail, send: bool) -> dict:
+    """Creates a draft (new mail, createReply or createForward), attaches everything, and optionally sends."""
+    in_json, later = split_for_draft(mail.attachments)
+    wrapped = 'message' in payload
+    message = dict(payload['message'] if wrapped else payload)
+    if in_json:
+        message['attachments'] = [a.as_graph_json() for a in in_json]
+    draft = client.post(create_path, {**payload, 'message': message} if wrapped else message)
+    complete_draft(client, mail.sender, draft, later, send)
+    return draft
+
+
+def flatten_recipients(recipients: Optional[list]) -> list[str]:
+    return [r['emailAddress']['address'] for r in recipients or []]
+
+
+def sent_mail_context(message: dict, message_id: str, status: str) -> dict:
+    """The existing integration's MicrosoftGraph.Email keys, plus the id when Graph gave one and a status."""
+    body = message.get('body', {}).get('content', '')
+    context = {'internetMessageHeaders': message.get('internetMessageHeaders', []), 'body': body,
+               'bodyPreview': body[:255], 'subject': message.get('subject', ''), 'flag': message.get('flag'),
+               'importance': message.get('importance'), 'Status': status,
+               **{k: flatten_recipients(message.get(k)) for k in ('toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo')}}
+    if message_id:
+        context['ID'] = message_id
+    return context
+
+
+def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
+    mail = compose_mail(client, args)
+    try:
+        if mail.needs_draft:
+            draft = send_through_draft(client, f'{user_path(mail.sender)}/messages', mail.message, mail, send=True)
+            message_id, status = draft.get('id', ''), 'sent'
+        else:
+            message = dict(mail.message)
+            if mail.attachments:
+                message['attachments'] = [a.as_graph_json() for a in mail.attachments]
+            client.post(f'{user_path(mail.sender)}/sendMail', {'message': message, 'saveToSentItems': True})
+            message_id, status = '', 'accepted'
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Mailbox {mail.sender}', 'Mail.Send') from None
+    context = sent_mail_context(mail.message, message_id, status)
+    recipients = ', '.join(context['toRecipients'] + context['ccRecipients'] + context['bccRecipients'])
+    readable = (f"### Email sent from {mail.sender}\nSubject: {markdown_cell(context['subject'])}\nTo: {recipients}\n"
+                f'Status: {status}' + (f'\nMessage ID: {message_id}' if message_id else
+                                       ' (Graph accepted the mail for delivery; it returns no message id)'))
+    entries = [note_entry(context, readable, {'MicrosoftGraph.Email': context})]
+    if arg_bool(args, 'renderBody') and mail.message['body']['content']:
+        entries.append({'Type': ENTRY_NOTE, 'ContentsFormat': 'html', 'Contents': mail.message['body']['content']})
+    return entries
+
+
+DRAFT_FIELDS = {'id': 'ID', 'createdDateTime': 'CreatedTime', 'lastModifiedDateTime': 'ModifiedTime',
+                'receivedDateTime': 'ReceivedTime', 'sentDateTime': 'SentTime', 'subject': 'Subject',
+                'importance': 'Importance', 'conversationId': 'ConversationID', 'isRead': 'IsRead',
+                'isDraft': 'IsDraft', 'internetMessageId': 'MessageID', 'categories': 'Categories',
+                'internetMessageHeaders': 'Headers'}
+
+
+def parse_draft(draft: dict) -> dict:
+    parsed = {key: draft.get(name) for name, key in DRAFT_FIELDS.items()}
+    body = draft.get('body') or {}
+    parsed.update({'Sender': parse_address(draft.get('sender'))['Address'], 'From': parse_address(draft.get('from'))['Address'],
+                   'To': flatten_recipients(draft.get('toRecipients')), 'Cc': flatten_recipients(draft.get('ccRecipients')),
+                   'Bcc': flatten_recipients(draft.get('bccRecipients')),
+                   'Body': body.get('content', ''), 'BodyType': body.get('contentType', '')})
+    return parsed
+
+
+def create_draft_command(client: GraphClient, args: dict) -> dict:
+    mail = compose_mail(client, args, require_recipients=False)
+    try:
+        draft = send_through_draft(client, f'{user_path(mail.sender)}/messages', mail.message, mail, send=False)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Mailbox {mail.sender}', 'Mail.ReadWrite') from None
+    parsed = parse_draft(draft)
+    readable = markdown_table(f'Created draft with id {draft.get("id")}', [parsed], ['ID', 'Subject', 'To', 'From', 'CreatedTime'])
+    return note_entry(draft, readable, {'MicrosoftGraph.Draft(val.ID && val.ID == obj.ID)': parsed})
+
+
+def send_draft_command(client: GraphClient, args: dict) -> dict:
+    draft_id = arg_text(args, 'draft_id', required=True)
+    sender = arg_text(args, 'from') or client.default_user
+    if not sender:
+        raise MailError("Missing argument 'from': the mailbox that holds the draft.")
+    try:
+        client.post(f'{message_path(sender, draft_id)}/send')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Draft {draft_id} in mailbox {sender}', 'Mail.Send') from None
+    return note_entry(f'Draft {draft_id} was sent.', f'### The draft with ID {draft_id} was sent successfully.')
+
+
+def reply_payload(mail: OutgoingMail, comment: str) -> dict:
+    message = {k: v for k, v in mail.message.items() if k not in ('body', 'importance', 'flag')}
+    return {'message': message, 'comment': comment}
+
+
+def reply_to_command(client: GraphClient, args: dict) -> dict:
+    """msgraph-mail-reply-to: reply in the original thread with a comment (and attachments)."""
+    message_id = arg_text(args, 'ID', required=True)
+    comment = arg_text(args, 'body', required=True)
+    mail = compose_mail(client, args)
+    payload = reply_payload(mail, comment)
+    original = message_path(mail.sender, message_id)
+    try:
+        if mail.attachments:
+            send_through_draft(client, f'{original}/createReply', payload, mail, send=True)
+        else:
+            client.post(f'{original}/reply', payload)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {mail.sender}', 'Mail.Send') from None
+    recipients = ', '.join(flatten_recipients(mail.message.get('toRecipients')))
+    return note_entry(f'Replied to {message_id}.', f'### Replied to: {recipients} with comment: {markdown_cell(comment)}')
+
+
+def reply_mail_command(client: GraphClient, args: dict) -> dict:
+    """reply-mail, the generic reply XSOAR's email layouts call. Replies through a draft so the reply's own id
+    can be returned (the existing integration reported the original's id)."""
+    in_reply_to = arg_text(args, 'inReplyTo', required=True)
+    subject = arg_text(args, 'subject', required=True)
+    reply_args = {**args, 'subject': subject if subject.lower().startswith('re:') else f'Re: {subject}'}
+    mail = compose_mail(client, reply_args)
+    comment = arg_text(args, 'htmlBody') or arg_text(args, 'body')
+    try:
+        draft = send_through_draft(client, f'{message_path(mail.sender, in_reply_to)}/createReply',
+                                   reply_payload(mail, comment), mail, send=True)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {in_reply_to} in mailbox {mail.sender}', 'Mail.Send') from None
+    context = {**sent_mail_context({**mail.message, 'body': {'content': comment}}, draft.get('id', ''), 'sent'),
+               'InReplyTo': in_reply_to}
+    readable = (f"### Reply sent from {mail.sender}\nTo: {', '.join(context['toRecipients'])}\n"
+                f"Subject: {markdown_cell(context['subject'])}\nReply ID: {context.get('ID', '')}")
+    return note_entry(context, readable, {'MicrosoftGraph.SentMail(val.ID && val.ID == obj.ID)': context})
+
+
+def forward_email_command(client: GraphClient, args: dict) -> dict:
+    """Forwards a message with a comment; through a draft so the forwarded mail's id is known."""
+    user = mailbox_arg(client, args)
+    message_id = arg_text(args, 'message_id', required=True)
+    mail = compose_mail(client, {**args, 'from': user})
+    if not mail.message.get('toRecipients'):
+        raise MailError("Missing argument 'to': give the addresses to forward to.")
+    try:
+        draft = send_through_draft(client, f'{message_path(user, message_id)}/createForward',
+                                   reply_payload(mail, arg_text(args, 'comment')), mail, send=True)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Send') from None
+    row = {'ID': draft.get('id', ''), 'To': flatten_recipients(mail.message['toRecipients']), 'UserID': user,
+           'OriginalID': message_id}
+    readable = markdown_table(f'Message {message_id} was forwarded', [row], ['ID', 'To', 'UserID'])
+    return note_entry(row, readable, {'MSGraphMail.ForwardedEmail(val.ID && val.ID === obj.ID)': row})
+
+
+# ================================================================================ FETCH
+# How fetch works (see README "How fetch works"):
+# 1. Change detection. The folder's delta query (ids and receivedDateTime only) reports every mail that
+#    arrives in, or is moved into, the folder. New ids go to a `pending` queue in the last run, sorted by
+#    arrival. The delta link is the cursor, so late-moved mail and mail sharing a timestamp are still seen.
+#    Where delta cannot serve (21Vianet, or the service refuses it) a receivedDateTime window with
+#    overlap does the same job.
+# 2. Ingestion. Up to fetch_limit pending ids are read with $batch (20 per request, attachment metadata
+#    expanded) and turned into incidents. Ids leave `pending` only in the last run that is returned
+#    with their incidents, and a bounded set of ingested ids keeps a replay from creating a duplicate.
+FETCH_STATE_VERSION = 1
+FETCH_DELTA_PAGE_SIZE = 1000
+FETCH_PENDING_CAP = 5000
+FETCH_SEEN_CAP = 5000
+FETCH_WINDOW_OVERLAP_MINUTES = 10
+FETCH_BATCH_ATTACHMENT_MAX_BYTES = 1024 * 1024
+FETCH_BATCH_ATTACHMENT_GROUP_BYTES = 8 * 1024 * 1024
+FETCH_MESSAGE_FIELDS = ('id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,importance,'
+                        'conversationId,isRead,isDraft,internetMessageId,categories,internetMessageHeaders,sender,'
+                        'from,toRecipients,ccRecipients,bccRecipients,replyTo,body,bodyPreview,hasAttachments,flag')
+FETCH_ATTACHMENT_FIELDS = 'id,name,contentType,size,isInline,contentId'
+RELATIVE_TIME = re.compile(r'^(\d+)\s*(minute|min|hour|day|week|month|year)s?(\s+ago)?$', re.I)
+RELATIVE_UNITS = {'minute': 1, 'min': 1, 'hour': 60, 'day': 1440, 'week': 10080, 'month': 43200, 'year': 525600}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def parse_graph_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace('Z', '+00:00')).astimezone(timezone.utc)
+
+
+def parse_first_fetch(value: str, now: datetime) -> datetime:
+    """'15 minutes', '3 days', '2 weeks ago' or an ISO-8601 time."""
+    text = (value or '').strip()
+    match = RELATIVE_TIME.match(text)
+    if match:
+        return now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()])
+    try:
+        moment = datetime.fromisoformat(text.replace('Z', '+00:00'))
+    except ValueError:
+        raise MailError(f"Parameter 'First fetch timestamp' (first_fetch) must look like '15 minutes', '7 days' or "
+                        f"2024-01-31T00:00:00Z, got {value!r}.") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def id_digest(message_id: str) -> str:
+    """A short, stable fingerprint of a message id for the bounded set of ingested mail."""
+    return hashlib.sha256(message_id.encode()).hexdigest()[:20]
+
+
+@dataclass
+class FetchState:
+    """What one fetch hands to the next through the platform's last run."""
     mailbox: str = ''
-    folder: str = 'Inbox'
-    first_fetch: str = '15 minutes'
-    limit: int = 50
-    look_back_minutes: int = 0
-    full_body: bool = False
-    mark_read: bool = False
-    legacy_name: bool = False
+    folder: str = ''
+    folder_id: str = ''
+    mode: str = 'delta'
+    cursor: str = ''
+    initial_bound: str = ''
+    window_start: str = ''
+    last_received: str = ''
+    pending: list = None  # type: ignore[assignment]
+    seen: list = None  # type: ignore[assignment]
 
-    @classmethod
-    def from_params(cls, params: dict) -> 'FetchSettings':
-        def number(name: str, default: int, minimum: int, maximum: int) -> int:
-            value = params.get(name)
-            try:
-                parsed = default if value in (None, '') else int(str(value).strip())
-            except ValueError:
-                raise MailError(f"Parameter '{name}' must be a whole number, got {value!r}.") from None
-            if not minimum <= parsed <= maximum:
-                raise MailError(f"Parameter '{name}' must be from {minimum} to {maximum}, got {value!r}.")
-            return parsed
+    def __post_init__(self) -> None:
+        self.pending = list(self.pending or [])
+        self.seen = list(self.seen or [])
 
-        return cls(enabled=parse_bool(params.get('isFetch')), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
-                   folder=(params.get('folder_to_fetch') or 'Inbox').strip(),
-                   first_fetch=(params.get('first_fetch') or '15 minutes').strip(),
-                   limit=number('fetch_limit', 50, 1, 1000), look_back_minutes=number('look_back', 0, 0, 60 * 24 * 30),
-                   full_body=parse_bool(params.get('display_full_email_body')),
-                   mark_read=parse_bool(params.get('mark_fetched_read')),
-                   legacy_name=parse_bool(params.get('legacy_name')))
+    def to_last_run(self) -> dict:
+        return {'fetch_state_version': FETCH_STATE_VERSION, 'mailbox': self.mailbox, 'folder': self.folder,
+                'folder_id': self.folder_id, 'mode': self.mode, 'cursor': self.cursor,
+                'initial_bound': self.initial_bound, 'window_start': self.window_start,
+                'last_received': self.last_received, 'pending': self.pending, 'seen': self.seen}
 
 
+def fetch_state_from_last_run(last_run: dict, settings: FetchSettings, supports_delta: bool, now: datetime) -> FetchState:
+    """Loads the state, starting over when the mailbox or folder changed or the last run is the old format."""
+    mode = 'delta' if supports_delta else 'window'
+    if last_run.get('fetch_state_version') == FETCH_STATE_VERSION:
+        state = FetchState(**{k: last_run.get(k) for k in FetchState.__dataclass_fields__})
+        if state.mailbox == settings.mailbox and state.folder == settings.folder:
+            if state.mode == 'delta' and not supports_delta:
+                state.mode, state.cursor = 'window', ''
+                state.window_start = state.last_received or state.initial_bound
+            return state
+        return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, seen=state.seen,
+                          initial_bound=format_time(parse_first_fetch(settings.first_fetch, now)))
+    # First run, or a last run written by the existing integration: continue after its `time` cursor.
+    bound = parse_first_fetch(settings.first_fetch, now)
+    previous = (last_run.get('time') or last_run.get('LAST_RUN_TIME') or '').rstrip('Z')
+    if previous:
+        try:
+            bound = parse_graph_time(previous + 'Z') + timedelta(seconds=1)
+        except ValueError:
+            pass
+    seen = [id_digest(i) for i in list(last_run.get('LAST_RUN_IDS') or []) + list(last_run.get('found_incident_ids') or {})]
+    return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, initial_bound=format_time(bound),
+                      window_start=format_time(bound), seen=seen[-FETCH_SEEN_CAP:])
+
+
+def remember_candidates(state: FetchState, items: list[dict], bound: Optional[datetime]) -> None:
+    """Adds new (not ingested, not queued) mail to the pending queue in arrival order."""
+    known = set(state.seen) | {id_digest(p['id']) for p in state.pending}
+    for item in items:
+        if '@removed' in item or not item.get('id') or id_digest(item['id']) in known:
+            continue
+        received = item.get('receivedDateTime') or ''
+        if bound and received and parse_graph_time(received) < bound:
+            continue
+        state.pending.append({'id': item['id'], 'received': received})
+        known.add(id_digest(item['id']))
+    state.pending.sort(key=lambda p: (p.get('received') or '', p['id']))
+
+
+def read_delta_changes(client: GraphClient, state: FetchState) -> None:
+    """Follows the delta cursor to the end of the round, or until the pending queue is full."""
+    user = state.mailbox
+    if not state.cursor:
+        state.cursor = ''
+        url = f'{user_path(user)}/mailFolders/{encode_id(state.folder_id)}/messages/delta'
+        params: Optional[dict] = {'$select': 'id,receivedDateTime', 'changeType': 'created'}
+    else:
+        url, params = state.cursor, None
+    headers = {'Prefer': f'odata.maxpagesize={FETCH_DELTA_PAGE_SIZE}'}
+    while len(state.pending) + FETCH_DELTA_PAGE_SIZE <= FETCH_PENDING_CAP:
+        page = client.get(url, params=params, headers=headers)
+        bound = parse_graph_time(state.initial_bound) if state.initial_bound else None
+        remember_candidates(state, page.get('value', []), bound)
+        next_link, delta_link = page.get('@odata.nextLink'), page.get('@odata.deltaLink')
+        state.cursor = next_link or delta_link or ''
+        if delta_link or not next_link:
+            state.initial_bound = ''  # later rounds report only new arrivals, whatever their receivedDateTime
+            return
+        url, params = next_link, None
+
+
+def read_window_changes(client: GraphClient, state: FetchState, overlap: timedelta) -> None:
+    """The fallback: mail received since the last window start, minus an overlap the seen set dedupes."""
+    start = parse_graph_time(state.window_start) - overlap
+    query: Optional[dict] = {'$filter': f'receivedDateTime ge {format_time(start)}', '$orderby': 'receivedDateTime asc',
+                             '$select': 'id,receivedDateTime', '$top': str(FETCH_DELTA_PAGE_SIZE)}
+    url: Optional[str] = messages_path(state.mailbox, state.folder_id)
+    while url and len(state.pending) + FETCH_DELTA_PAGE_SIZE <= FETCH_PENDING_CAP:
+        page = client.get(url, params=query)
+        items = page.get('value', [])
+        remember_candidates(state, items, None)
+        if items:
+            state.window_start = max(state.window_start, *(i.get('receivedDateTime') or '' for i in items))
+        url, query = page.get('@odata.nextLink'), None
+
+
+def restart_point(state: FetchState, settings: FetchSettings, overlap: timedelta) -> str:
+    if state.last_received:
+        return format_time(parse_graph_time(state.last_received) - overlap)
+    return state.initial_bound or format_time(parse_first_fetch(settings.first_fetch, utc_now()))
+
+
+def read_changes(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
+    overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
+    if state.mode == 'window':
+        read_window_changes(client, state, overlap)
+        return
+    try:
+        read_delta_changes(client, state)
+    except GraphError as exc:
+        if exc.status == 410 or exc.code.lower() in ('syncstatenotfound', 'syncstateinvalid', 'resyncrequired'):
+            # The delta token expired: start a new round from just before the last ingested mail.
+            state.cursor, state.initial_bound = '', restart_point(state, settings, overlap)
+            read_delta_changes(client, state)
+        elif exc.status in (400, 501) and 'delta' in exc.graph_message.lower():
+            demisto.info(f'Message delta is not available ({exc.code}); fetching by receivedDateTime instead.')
+            state.mode, state.cursor = 'window', ''
+            state.window_start = restart_point(state, settings, overlap)
+            read_window_changes(client, state, overlap)
+        else:
+            raise
+
+
+def ensure_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
+    """Resolves the folder path once and caches its id; re-resolves it when Graph no longer knows the id."""
+    if not state.folder_id:
+        state.folder_id = resolve_folder(client, settings.mailbox, settings.folder)
+        return
+    try:
+        client.get(f'{user_path(settings.mailbox)}/mailFolders/{encode_id(state.folder_id)}', params={'$select': 'id'})
+    except GraphError as exc:
+        if exc.status != 404:
+            raise
+        try:
+            folder_id = resolve_folder(client, settings.mailbox, settings.folder)
+        except MailError:
+            raise MailError(f"The fetch folder '{settings.folder}' no longer exists in mailbox {settings.mailbox} "
+                            "(it was deleted or renamed): fix 'Name of the folder' (folder_to_fetch).") from None
+        overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
+        state.folder_id, state.cursor = folder_id, ''
+        state.initial_bound = state.window_start = restart_point(state, settings, overlap)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML body (for incident details), without a second Graph call."""
+    import html as html_lib
+    text = re.sub(r'(?is)<(script|style|head)\b.*?</\1>', ' ', html or '')
+    text = re.sub(r'(?i)<br\s*/?>|</(p|div|tr|li|h\d)>', '\n', text)
+    text = html_lib.unescape(re.sub(r'<[^>]+>', '', text))
+    return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
+
+
+def attachment_file_name(attachment: dict, legacy_name: bool) -> str:
+    """The name the existing integration gives a fetched attachment; layouts match inline images by it."""
+    name = safe_attachment_name(attachment.get('name') or '', 'untitled_attachment')
+    if attachment_kind(attachment) == ITEM_ATTACHMENT and not name.lower().endswith('.eml'):
+        name = f'{name}.eml'
+    content_id = attachment.get('contentId')
+    if attachment.get('isInline') and content_id and content_id != 'None' and not legacy_name:
+        return f'{content_id}-attachmentName-{name}'
+    return name
+
+
+def save_fetched_attachments(client: GraphClient, user: str, messages: list[dict], legacy_name: bool) -> dict[str, list]:
+    """Writes every file and attached mail of these messages; small files through $batch, large ones streamed."""
+    saved: dict[str, list] = {m['id']: [] for m in messages}
+    small: list[tuple[dict, dict]] = []
+    for message in messages:
+        for attachment in message.get('attachments') or []:
+            kind = attachment_kind(attachment)
+            target = {'message': message['id'], 'name': attachment_file_name(attachment, legacy_name)}
+            if kind == FILE_ATTACHMENT and (attachment.get('size') or 0) <= FETCH_BATCH_ATTACHMENT_MAX_BYTES:
+                small.append((attachment, target))
+            elif kind in (FILE_ATTACHMENT, ITEM_ATTACHMENT):
+                file_id, path = new_file_path()
+                try:
+                    client.download(f"{attachments_path(user, message['id'])}/{encode_id(attachment['id'])}/$value", path)
+                except GraphError as exc:
+                    skip_broken_attachment(exc.status, str(exc), target)
+                    continue
+                saved[message['id']].append({'path': file_id, 'name': target['name']})
+    for group in group_by_size(small, FETCH_BATCH_ATTACHMENT_GROUP_BYTES):
+        items = [BatchItem(str(i), 'GET', f"{attachments_path(user, t['message'])}/{encode_id(a['id'])}")
+                 for i, (a, t) in enumerate(group)]
+        answers = client.batch(items)
+        for item, (attachment, target) in zip(items, group):
+            answer = answers[item.id]
+            if answer.get('status') != 200:
+                skip_broken_attachment(int(answer.get('status') or 0), batch_failure_text(answer), target)
+                continue
+            data = base64.b64decode((answer.get('body') or {}).get('contentBytes') or '')
+            saved[target['message']].append({'path': save_bytes_as_file(data), 'name': target['name']})
+    return saved
+
+
+def skip_broken_attachment(status: int, reason: str, target: dict) -> None:
+    """A throttled or failing service stops the fetch (retried next run); an attachment Graph refuses for good
+    (4xx) is skipped with a log line, so one broken attachment cannot block every later mail."""
+    if status in (429, 503, 504) or status >= 500 or status == 0:
+        raise MailError(f"Attachment '{target['name']}' could not be read: {reason}")
+    demisto.info(f"Attachment '{target['name']}' of message {target['message']} skipped: {reason}")
+
+
+def group_by_size(pairs: list[tuple[dict, dict]], limit: int) -> Iterator[list[tuple[dict, dict]]]:
+    group: list[tuple[dict, dict]] = []
+    total = 0
+    for pair in pairs:
+        size = pair[0].get('size') or 0
+        if group and (len(group) == BATCH_MAX_REQUESTS or total + size > limit):
+            yield group
+            group, total = [], 0
+        group.append(pair)
+        total += size
+    if group:
+        yield group
+
+
+def parse_fetched_email(message: dict, mailbox: str, attachments: list[dict]) -> dict:
+    """The incident's email, keyed as the existing integration keys it (its mapper reads these)."""
+    body = message.get('body') or {}
+    html = body.get('content', '') if body.get('contentType', 'html').lower() == 'html' else ''
+    text = html_to_text(html) if html else body.get('content', '')
+
+    def address(field_name: str) -> str:
+        return ((message.get(field_name) or {}).get('emailAddress') or {}).get('address', '')
+
+    def addresses(field_name: str) -> list[str]:
+        return [parse_address(r)['Address'] for r in message.get(field_name) or []]
+
+    return {'ID': message.get('id'), 'CreatedTime': message.get('createdDateTime'),
+            'ModifiedTime': message.get('lastModifiedDateTime'), 'ReceivedTime': message.get('receivedDateTime'),
+            'SentTime': message.get('sentDateTime'), 'Subject': message.get('subject') or '',
+            'Importance': message.get('importance'), 'ConversationID': message.get('conversationId'),
+            'IsRead': message.get('isRead'), 'IsDraft': message.get('isDraft'),
+            'MessageID': message.get('internetMessageId'), 'Categories': message.get('categories') or [],
+            'Headers': message.get('internetMessageHeaders') or [], 'Sender': address('sender'), 'From': address('from'),
+            'To': addresses('toRecipients'), 'Cc': addresses('ccRecipients'), 'Bcc': addresses('bccRecipients'),
+            'ReplyTo': addresses('replyTo'), 'Body': html or text, 'Text': text, 'BodyType': 'html' if html else 'text',
+            'Attachments': attachments, 'Mailbox': mailbox}
+
+
+LABEL_SKIPPED_KEYS = ('Body', 'Text', 'Headers', 'Attachments')
+
+
+def incident_labels(email_data: dict) -> list[dict]:
+    """One label per field, one per header and per recipient; bodies stay out of labels to keep incidents lean."""
+    labels = []
+    for key, value in email_data.items():
+        if key in LABEL_SKIPPED_KEYS or value in (None, ''):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            labels.append({'type': f'Email/{key}', 'value': str(item)})
+    labels += [{'type': f"Email/Header/{h.get('name')}", 'value': str(h.get('value'))} for h in email_data['Headers']]
+    return labels
+
+
+def build_incident(email_data: dict, preview: str, full_body: bool) -> dict:
+    details = email_data['Text'] if full_body or not preview else preview
+    return {'name': email_data['Subject'] or '(no subject)', 'occurred': email_data['ReceivedTime'], 'details': details,
+            'labels': incident_labels(email_data), 'attachment': email_data['Attachments'],
+            'rawJSON': json.dumps(email_data)}
+
+
+def read_pending_messages(client: GraphClient, state: FetchState, limit: int) -> tuple[list[dict], list[str]]:
+    """Reads up to `limit` pending mails in order. Returns the messages and the ids Graph no longer has."""
+    messages, gone = [], []
+    for start in range(0, min(limit, len(state.pending)), BATCH_MAX_REQUESTS):
+        chunk = state.pending[start:min(start + BATCH_MAX_REQUESTS, limit)]
+        items = [BatchItem(str(i), 'GET', f"{message_path(state.mailbox, p['id'])}?$select={FETCH_MESSAGE_FIELDS}"
+                           f'&$expand=attachments($select={FETCH_ATTACHMENT_FIELDS})') for i, p in enumerate(chunk)]
+        answers = client.batch(items)
+        for item, pending in zip(items, chunk):
+            answer = answers[item.id]
+            if answer.get('status') == 200:
+                messages.append(answer.get('body') or {})
+            elif answer.get('status') == 404:
+                gone.append(pending['id'])
+            else:
+                # Keep order: nothing after a mail that could not be read is ingested in this run.
+                demisto.info(f"Fetch stopped at a mail that could not be read: {batch_failure_text(answer)}")
+                return messages, gone
+    return messages, gone
+
+
+def mark_as_read(client: GraphClient, user: str, message_ids: list[str]) -> None:
+    items = [BatchItem(str(i), 'PATCH', message_path(user, mid), {'isRead': True}) for i, mid in enumerate(message_ids)]
+    failed = [a for a in client.batch(items).values() if not 200 <= int(a.get('status') or 0) < 300]
+    if failed:
+        demisto.info(f'{len(failed)} fetched mail(s) could not be marked as read: {batch_failure_text(failed[0])}')
+
+
+def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings) -> tuple[dict, list[dict]]:
+    """Turns new mail of the fetch folder into incidents, each mail exactly once."""
+    if not settings.mailbox:
+        raise MailError("Parameter 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
+    state = fetch_state_from_last_run(last_run, settings, client.endpoints.supports_message_delta, utc_now())
+    ensure_fetch_folder(client, state, settings)
+    try:
+        read_changes(client, state, settings)
+    except MailError as exc:
+        if not state.pending:
+            raise
+        demisto.info(f'Fetch reads the queued mail only; looking for new mail failed: {exc}')
+    messages, gone = read_pending_messages(client, state, settings.limit)
+    attachments = save_fetched_attachments(client, state.mailbox, messages, settings.legacy_name)
+    incidents = []
+    for message in messages:
+        email_data = parse_fetched_email(message, state.mailbox, attachments[message['id']])
+        incidents.append(build_incident(email_data, message.get('bodyPreview') or '', settings.full_body))
+    done = {m['id'] for m in messages} | set(gone)
+    state.pending = [p for p in state.pending if p['id'] not in done]
+    state.seen = (state.seen + [id_digest(m['id']) for m in messages])[-FETCH_SEEN_CAP:]
+    received = [m.get('receivedDateTime') for m in messages if m.get('receivedDateTime')]
+    state.last_received = max([state.last_received, *received]) if received else state.last_received
+    if settings.mark_read and messages:
+        try:
+            mark_as_read(client, state.mailbox, [m['id'] for m in messages])
+        except MailError as exc:  # the incidents exist; an unread flag must not cost them
+            demisto.info(f'Fetched mail could not be marked as read: {exc}')
+    return state.to_last_run(), incidents
+
+
+# ================================================================================ MAIN
 def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
     endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '')
     auth = auth_settings_from_params(params)
@@ -1490,6 +2243,12 @@ COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
     'msgraph-mail-get-rule': get_rule_command,
     'msgraph-mail-delete-rule': delete_rule_command,
     'msgraph-mail-auth-reset': auth_reset_command,
+    'send-mail': send_mail_command,
+    'msgraph-mail-create-draft': create_draft_command,
+    'msgraph-mail-send-draft': send_draft_command,
+    'msgraph-mail-reply-to': reply_to_command,
+    'reply-mail': reply_mail_command,
+    'msgraph-mail-forward-email': forward_email_command,
 }
 
 
