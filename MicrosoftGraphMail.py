@@ -12,6 +12,7 @@ import base64
 import email.utils
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -133,15 +134,20 @@ def credentials_field(params: dict, name: str, part: str = 'password') -> str:
     return ''
 
 
+PEM_BLOCK = re.compile(r'(-----BEGIN ([A-Z0-9 ]+)-----)(.*?)(-----END \2-----)', re.S)
+
+
 def normalize_private_key(key: str) -> str:
-    """Rebuilds a PEM whose line breaks were turned into spaces by a one-line password field."""
-    key = key.strip()
-    match = re.match(r'(-----BEGIN [A-Z ]+-----)(.*?)(-----END [A-Z ]+-----)', key, re.S)
-    if not match or '\n' in match.group(2).strip():
-        return key
-    body = ''.join(match.group(2).split())
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    return '\n'.join([match.group(1), *lines, match.group(3)]) + '\n'
+    """The private key PEM block, with line breaks restored where a one-line password field turned them
+    into spaces; a pasted certificate + key bundle keeps only the key."""
+    blocks = PEM_BLOCK.findall(key.strip())
+    if not blocks:
+        return key.strip()
+    begin, label, body, end = next((b for b in blocks if 'PRIVATE KEY' in b[1]), blocks[0])
+    if '\n' in body.strip():
+        return f'{begin}\n{body.strip()}\n{end}\n'
+    compact = ''.join(body.split())
+    return '\n'.join([begin, *(compact[i:i + 64] for i in range(0, len(compact), 64)), end]) + '\n'
 
 
 def parse_bool(value: Any, default: bool = False) -> bool:
@@ -155,6 +161,13 @@ def parse_bool(value: Any, default: bool = False) -> bool:
     if text in ('false', 'no', '0', 'off'):
         return False
     raise ValueError(f'expected true or false, got {value!r}')
+
+
+def param_bool(params: dict, name: str) -> bool:
+    try:
+        return parse_bool(params.get(name))
+    except ValueError:
+        raise MailError(f"Parameter '{name}' must be true or false, got {params.get(name)!r}.") from None
 
 
 @dataclass(frozen=True)
@@ -229,10 +242,10 @@ def auth_settings_from_params(params: dict) -> AuthSettings:
     key = credentials_field(params, 'credentials') or params.get('enc_key') or ''
     thumbprint = credentials_field(params, 'creds_certificate', 'identifier') or params.get('certificate_thumbprint') or ''
     private_key = credentials_field(params, 'creds_certificate') or params.get('private_key') or ''
-    if parse_bool(params.get('use_managed_identities')):
+    if param_bool(params, 'use_managed_identities'):
         return AuthSettings(mode=AUTH_MANAGED_IDENTITY,
                             managed_identity_client_id=credentials_field(params, 'managed_identities_client_id'))
-    self_deployed = parse_bool(params.get('self_deployed'))
+    self_deployed = param_bool(params, 'self_deployed')
     if self_deployed and thumbprint and private_key:
         mode = AUTH_CERTIFICATE
     elif self_deployed:
@@ -263,7 +276,7 @@ def secrets_in_params(params: dict) -> list[str]:
     """Values that must never appear in output: keys, secrets, private keys and the oproxy Token."""
     values = [credentials_field(params, 'credentials'), credentials_field(params, 'creds_certificate'),
               params.get('enc_key') or '', params.get('private_key') or '']
-    if not parse_bool(params.get('self_deployed'), False):
+    if str(params.get('self_deployed')).strip().lower() not in ('true', 'yes', '1', 'on'):
         values += [credentials_field(params, 'creds_tenant_id'), params.get('_tenant_id') or '', params.get('tenant_id') or '']
     private_key = credentials_field(params, 'creds_certificate') or params.get('private_key') or ''
     if private_key:
@@ -278,8 +291,8 @@ def parse_timeout(value: Any) -> float:
         timeout = float(value)
     except (TypeError, ValueError):
         raise MailError(f"Parameter 'HTTP Timeout' (timeout) must be a number of seconds, got {value!r}.") from None
-    if timeout <= 0:
-        raise MailError(f"Parameter 'HTTP Timeout' (timeout) must be positive, got {value!r}.")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise MailError(f"Parameter 'HTTP Timeout' (timeout) must be a positive number of seconds, got {value!r}.")
     return timeout
 
 
@@ -307,13 +320,12 @@ class FetchSettings:
                 raise MailError(f"Parameter '{name}' must be from {minimum} to {maximum}, got {value!r}.")
             return parsed
 
-        return cls(enabled=parse_bool(params.get('isFetch')), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
+        return cls(enabled=param_bool(params, 'isFetch'), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
                    folder=(params.get('folder_to_fetch') or 'Inbox').strip(),
                    first_fetch=(params.get('first_fetch') or '15 minutes').strip(),
                    limit=number('fetch_limit', 50, 1, 1000), look_back_minutes=number('look_back', 0, 0, 60 * 24 * 30),
-                   full_body=parse_bool(params.get('display_full_email_body')),
-                   mark_read=parse_bool(params.get('mark_fetched_read')),
-                   legacy_name=parse_bool(params.get('legacy_name')))
+                   full_body=param_bool(params, 'display_full_email_body'),
+                   mark_read=param_bool(params, 'mark_fetched_read'), legacy_name=param_bool(params, 'legacy_name'))
 
 
 # ================================================================================ TOKEN PROVIDERS
@@ -402,6 +414,7 @@ class ConfidentialAppTokenProvider:
         # its discovery request entirely.
         import msal
         if self._settings.mode == AUTH_CERTIFICATE:
+            check_private_key(self._settings.private_key)
             credential: Any = {'private_key': self._settings.private_key,
                                'thumbprint': self._settings.certificate_thumbprint.replace(':', '').strip()}
         else:
@@ -423,6 +436,17 @@ class ConfidentialAppTokenProvider:
         if 'access_token' not in result:
             raise MailError(describe_token_error(result))
         return AccessToken(value=result['access_token'], expires_on=time.time() + int(result.get('expires_in', 3599)))
+
+
+def check_private_key(pem: str) -> None:
+    """Fails early, naming the parameter, when the private key is not an unencrypted PEM private key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise MailError("Parameter 'Private Key' (creds_certificate password) must be the unencrypted PEM private key "
+                        "of the certificate (-----BEGIN PRIVATE KEY----- ...); a certificate or an encrypted key "
+                        'cannot sign the token request.') from None
 
 
 def exc_summary(exc: Exception) -> str:
@@ -2218,8 +2242,8 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
 def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
     endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '')
     auth = auth_settings_from_params(params)
-    http = HttpSession(parse_timeout(params.get('timeout')), insecure=parse_bool(params.get('insecure')),
-                       use_proxy=parse_bool(params.get('proxy')))
+    http = HttpSession(parse_timeout(params.get('timeout')), insecure=param_bool(params, 'insecure'),
+                       use_proxy=param_bool(params, 'proxy'))
     tokens = TokenManager(build_token_provider(auth, endpoints, http), auth.fingerprint(endpoints), store, redactor)
     return GraphClient(endpoints, http, tokens, default_user=default_user)
 

@@ -106,6 +106,7 @@ def getIntegrationContext() -> dict:
 
 
 def setIntegrationContext(context: dict) -> None:
+    json.dumps(context)  # the platform stores JSON: refuse what it could not store before changing anything
     _runtime.state['integration_context'] = context
     _runtime.state['context_version'] = _runtime.state.get('context_version', 0) + 1
     _save_state()
@@ -212,11 +213,15 @@ def _save_state() -> None:
         return
     folder = os.path.dirname(_runtime.state_path) or '.'
     descriptor, temp_path = tempfile.mkstemp(dir=folder, prefix='.state-', suffix='.tmp')
-    with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
-        json.dump(_runtime.state, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp_path, _runtime.state_path)
+    try:
+        with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
+            json.dump(_runtime.state, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_path, _runtime.state_path)
+    except BaseException:
+        os.remove(temp_path)
+        raise
 
 
 # ---------------------------------------------------------------- command line
