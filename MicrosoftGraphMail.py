@@ -1036,10 +1036,12 @@ WELL_KNOWN_FOLDERS = {
     'sentitems': 'sentitems', 'conversationhistory': 'conversationhistory', 'root': 'msgfolderroot',
 }
 FOLDER_ID_PATTERN = re.compile(r'^[A-Za-z0-9+/=_-]{40,}$')
+FOLDER_ID_PREFIXES = ('AAMk', 'AQMk')
 
 
 def looks_like_folder_id(value: str) -> bool:
-    return bool(FOLDER_ID_PATTERN.match(value))
+    """Graph folder ids are long base64 strings that start with AAMk/AQMk; a long single-word display name is not."""
+    return bool(FOLDER_ID_PATTERN.match(value)) and (value.startswith(FOLDER_ID_PREFIXES) or len(value) >= 100)
 
 
 def split_folder_path(path: str) -> list[str]:
@@ -1066,14 +1068,15 @@ def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
     """Turns a folder id, a well-known name, a path like `Inbox/Phishing`, or the existing integration's
     comma list of ids into a folder id (or well-known alias) Graph accepts."""
     folder = (folder or '').strip()
-    if ',' in folder and not split_folder_path(folder)[1:]:
-        folder = folder.split(',')[-1].strip()
+    comma_ids = [part.strip() for part in folder.split(',') if part.strip()]
+    if len(comma_ids) > 1 and all(looks_like_folder_id(part) for part in comma_ids):
+        folder = comma_ids[-1]
     if not folder:
         raise MailError('Folder is empty.')
     alias = WELL_KNOWN_FOLDERS.get(folder.lower())
     if alias:
         return alias
-    if looks_like_folder_id(folder) and not re.search(r'\s', folder):
+    if looks_like_folder_id(folder) and not WELL_KNOWN_FOLDERS.get(split_folder_path(folder)[0].lower()):
         return folder
     segments = split_folder_path(folder)
     current = WELL_KNOWN_FOLDERS.get(segments[0].lower())
@@ -1098,6 +1101,8 @@ def message_path(user: str, message_id: str) -> str:
 
 def describe_graph_error(error: GraphError, what: str, permission: str) -> MailError:
     """Turns a Graph error into a sentence about the object the user asked for."""
+    if error.status == 404 and error.code == 'ErrorInvalidUser':
+        return MailError(f'The mailbox was not found ({error.code}: {error.graph_message}) while reading {what}.')
     if error.status == 404:
         return MailError(f'{what} was not found ({error.code}: {error.graph_message})')
     if error.status == 403:
@@ -1154,7 +1159,7 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
     next_page = arg_text(args, 'next_page')
     query = odata_params(arg_text(args, 'odata'))
     if search:
-        clashing = [k for k in query if k.lower() in ('$filter', '$orderby')]
+        clashing = [k for k in query if k.lower().lstrip('$') in ('filter', 'orderby')]
         if clashing:
             raise MailError(f"Arguments 'search' and 'odata' ({', '.join(clashing)}) cannot be combined: Microsoft Graph "
                             'does not allow $search together with $filter or $orderby. Use one of them.')
@@ -1168,7 +1173,8 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
             messages += page.get('value', [])
             link = page.get('@odata.nextLink')
     except GraphError as exc:
-        raise describe_graph_error(exc, f'mailbox {user}', 'Mail.Read') from None
+        what = f'Folder {folder} in mailbox {user}' if folder else f'Mailbox {user}'
+        raise describe_graph_error(exc, what, 'Mail.Read') from None
     parsed = [parse_message(m, user) for m in messages]
     context: dict = {MESSAGE_CONTEXT_KEY: parsed}
     readable = markdown_table(f'Total of {len(parsed)} mails received', [message_table_row(p) for p in parsed],
@@ -1228,11 +1234,23 @@ def list_attachments_command(client: GraphClient, args: dict) -> dict:
     return note_entry(attachments, readable, context)
 
 
-def safe_attachment_name(name: str, fallback: str) -> str:
-    """A display name without path parts or control characters; the extension is kept."""
+MAX_FILE_NAME_LENGTH = 200
+
+
+def clean_file_name(name: str) -> str:
     base = re.split(r'[\\/]', name or '')[-1]
     base = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', '_', base).strip().lstrip('.')
-    return base[:200] or fallback
+    if len(base) <= MAX_FILE_NAME_LENGTH:
+        return base
+    stem, extension = os.path.splitext(base)
+    extension = extension if len(extension) <= 16 else ''
+    return stem[:MAX_FILE_NAME_LENGTH - len(extension)] + extension
+
+
+def safe_attachment_name(name: str, fallback: str) -> str:
+    """A display name without path parts or control characters; a long name keeps its extension."""
+    return clean_file_name(name) or clean_file_name(str(fallback).replace('/', '-')) or 'attachment'
+
 
 
 def attachment_kind(attachment: dict) -> str:
@@ -1262,7 +1280,7 @@ def attachment_entries(client: GraphClient, user: str, message_id: str, attachme
             return [note_entry(expanded, f"Attachment '{name}' is an attached {item.get('@odata.type')}; only attached "
                                          'messages are supported.')]
         parsed = parse_message(item, user)
-        parsed.setdefault('ID', attachment['id'])
+        parsed['ID'] = parsed.get('ID') or attachment['id']
         readable = markdown_table(f"Attached message '{name}'", [message_table_row(parsed)], MESSAGE_TABLE_COLUMNS)
         return [note_entry(item, readable, {MESSAGE_CONTEXT_KEY: parsed})]
     if kind == REFERENCE_ATTACHMENT:
@@ -1297,7 +1315,7 @@ def get_email_as_eml_command(client: GraphClient, args: dict) -> dict:
     except GraphError as exc:
         os.remove(path) if os.path.exists(path) else None
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
-    return file_entry(file_id, safe_attachment_name(f'{message_id}.eml', 'message.eml'))
+    return file_entry(file_id, safe_attachment_name(message_id.replace('/', '-') + '.eml', 'message.eml'))
 
 
 # ================================================================================ COMMANDS: FOLDERS
@@ -1434,8 +1452,10 @@ def update_email_status_command(client: GraphClient, args: dict) -> list[dict]:
                               rows, ['ID', 'Status', 'Succeeded', 'Error'])
     entries = [note_entry(rows, readable, {'MSGraphMail.EmailStatus(val.ID && val.ID === obj.ID)': rows})]
     if failed:
-        entries.append(error_entry(f'{len(failed)} of {len(rows)} messages could not be marked as {status}: ' +
-                                   '; '.join(f"{r['ID']}: {r['Error']}" for r in failed[:10])))
+        hint = (' The application needs the Mail.ReadWrite application permission for this mailbox.'
+                if any(r['Error'].startswith('HTTP 403') for r in failed) else '')
+        entries.append(error_entry(f'{len(failed)} of {len(rows)} messages in mailbox {user} could not be marked as '
+                                   f'{status}: ' + '; '.join(f"{r['ID']}: {r['Error']}" for r in failed[:10]) + hint))
     return entries
 
 
