@@ -1,0 +1,47 @@
+"""CLI: ``python -m sandbox --port 0 --state-dir DIR [--latency-ms N]``.
+
+Prints exactly one line, ``READY https://127.0.0.1:PORT``, once listening (after
+``DIR/sandbox.json`` is written), then serves until SIGTERM or SIGINT.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .app import Sandbox
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sandbox",
+                                     description="Local HTTPS emulator of Entra ID + Microsoft Graph mail.")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = ephemeral)")
+    parser.add_argument("--state-dir", default=".sandbox",
+                        help="where ca.pem, keys and sandbox.json are written (default: .sandbox)")
+    parser.add_argument("--latency-ms", type=int, default=0, help="delay added before every response")
+    parser.add_argument("--token-lifetime", type=int, default=3599, help="access token lifetime in seconds")
+    parser.add_argument("--no-delta", action="store_true",
+                        help="emulate a cloud without message delta (e.g. 21Vianet)")
+    parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    sandbox = Sandbox(args.state_dir, port=args.port, latency_ms=args.latency_ms,
+                      token_lifetime=args.token_lifetime, delta_supported=not args.no_delta,
+                      verbose=args.verbose).start()
+    try:
+        print(f"READY {sandbox.base_url}", flush=True)
+        stop.wait()
+    finally:
+        sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

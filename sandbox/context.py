@@ -1,0 +1,44 @@
+"""The services route modules share (handed to every ``register(router, ctx)``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .core import Request
+from .identity import IdentityConfig, TokenService
+from .store import MailStore
+from .trouble import FaultInjector, Stats
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher
+
+
+@dataclass
+class Settings:
+    """Switches that control endpoints flip at run time."""
+
+    latency_ms: int = 0
+    delta_supported: bool = True
+
+
+@dataclass
+class SandboxContext:
+    base_url: str
+    store: MailStore
+    tokens: TokenService
+    identity: IdentityConfig
+    settings: Settings
+    faults: FaultInjector
+    stats: Stats
+    dispatcher: "Dispatcher | None" = None
+    # Free-form slot for route modules that need shared state of their own
+    # (e.g. upload sessions); key by module name.
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    def absolute(self, request: Request, query: str = "") -> str:
+        """Absolute URL of ``request``'s path (as sent) with a new query string."""
+        return f"{self.base_url}{request.path}" + (f"?{query}" if query else "")
+
+    def odata_context(self, user: str, fragment: str) -> str:
+        return f"{self.base_url}/v1.0/$metadata#users('{quote(user, safe='@.')}')/{fragment}"
