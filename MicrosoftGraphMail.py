@@ -2213,10 +2213,13 @@ def read_pending_messages(client: GraphClient, state: FetchState, limit: int) ->
                 messages.append(answer.get('body') or {})
             elif answer.get('status') == 404:
                 gone.append(pending['id'])
-            else:
-                # Keep order: nothing after a mail that could not be read is ingested in this run.
-                demisto.info(f"Fetch stopped at a mail that could not be read: {batch_failure_text(answer)}")
+            elif answer.get('status') in (429, 503, 504):
+                # Still throttled after the retry budget: keep order, the rest is read next run.
+                demisto.info(f'Fetch stopped at a throttled mail: {batch_failure_text(answer)}')
                 return messages, gone
+            else:
+                raise MailError(f"Mail {pending['id']} in {state.mailbox} could not be read "
+                                f'({batch_failure_text(answer)}); the fetch stops so that it is not skipped.')
     return messages, gone
 
 

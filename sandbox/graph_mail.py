@@ -1,6 +1,8 @@
 """Graph mail routes: users, mailFolders, messages, attachments, $value, move/copy, inbox rules."""
 from __future__ import annotations
 
+import re
+
 import copy
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, quote, urlencode
@@ -142,16 +144,19 @@ class MailApi:
     def _view(prefer: Prefer, select: list[str] | None = None) -> View:
         return View(prefer.immutable_ids, prefer.body_type, select)
 
-    def _expand_attachments(self, request: Request) -> bool:
+    def _expand_attachments(self, request: Request) -> tuple[bool, list[str] | None]:
+        """`$expand=attachments`, optionally with a nested `($select=a,b)` as Graph allows."""
         expand = (request.option("expand") or "").strip()
         if not expand:
-            return False
-        if expand.lower() != "attachments":
+            return False, None
+        match = re.fullmatch(r"attachments(?:\(\$select=([A-Za-z0-9,@.]+)\))?", expand, re.I)
+        if not match:
             raise bad_request(f"Expanding '{expand}' is not supported on messages.", "ErrorInvalidUrlQuery")
-        return True
+        return True, match.group(1).split(",") if match.group(1) else None
 
-    def _render_message(self, message: Message, view: View, expand: bool) -> dict:
-        attachments = [attachment_json(a, view) for a in message.attachments] if expand else None
+    def _render_message(self, message: Message, view: View, expand: tuple[bool, list[str] | None]) -> dict:
+        wanted, select = expand
+        attachments = [attachment_json(a, view, select=select) for a in message.attachments] if wanted else None
         return message_json(message, view, attachments=attachments)
 
     # --- users ---------------------------------------------------------------------------
