@@ -103,6 +103,10 @@ class ThrottledError(MailError):
     """Graph kept throttling after the retry budget was spent."""
 
 
+class TransportError(MailError):
+    """No answer arrived (connection lost, timeout): a write may or may not have happened."""
+
+
 class SecretRedactor:
     """Removes every known secret (parameters and tokens obtained at run time) from text."""
 
@@ -741,7 +745,7 @@ class GraphClient:
                         self.retry.sleep(delay)
                         waited, attempt = waited + delay, attempt + 1
                         continue
-                raise MailError(describe_transport_error(exc, urllib.parse.urlparse(url).netloc)) from None
+                raise TransportError(describe_transport_error(exc, urllib.parse.urlparse(url).netloc)) from None
             if response.status_code == 401 and authenticated and not token_refreshed:
                 response.close()
                 self.tokens.invalidate()
@@ -1557,7 +1561,7 @@ def parse_recipients(args: dict, name: str) -> list[dict]:
     recipients = []
     for item in arg_list(args, name):
         display, address = email.utils.parseaddr(item)
-        if not EMAIL_ADDRESS.match(address or ''):
+        if ';' in item or len(email.utils.getaddresses([item])) != 1 or not EMAIL_ADDRESS.match(address or ''):
             raise argument_error(name, 'email addresses separated by commas', item)
         entry = {'address': address}
         if display:
@@ -1694,19 +1698,39 @@ def attach_to_draft(client: GraphClient, draft_path: str, attachments: list[Outg
 
 
 def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: list, send: bool) -> None:
-    """Adds the attachments and sends; on any failure deletes the draft so no half-built mail is left or sent."""
+    """Adds the attachments and sends. A failure before the send, or a send Graph refused, deletes the draft so
+    no half-built mail is left or sent; a send that got no answer is checked before anything is deleted."""
     draft_path = message_path(sender, draft['id'])
     try:
         attach_to_draft(client, draft_path, attachments)
-        if send:
-            client.post(f'{draft_path}/send')
     except Exception as exc:
-        try:
-            client.delete(draft_path)
-            cleanup = 'The draft was deleted; nothing was sent.'
-        except MailError as cleanup_error:
-            cleanup = f'Deleting the draft {draft["id"]} failed too ({cleanup_error}); delete it by hand.'
-        raise MailError(f'Sending failed while adding attachments or sending: {exc} {cleanup}') from None
+        raise MailError(f'Adding the attachments failed: {exc} {discard_draft(client, draft_path, draft)}') from None
+    if not send:
+        return
+    try:
+        client.post(f'{draft_path}/send')
+    except (GraphError, TransportError) as exc:
+        refused = isinstance(exc, ThrottledError) or (isinstance(exc, GraphError) and exc.status < 500)
+        if refused or still_a_draft(client, draft_path):
+            raise MailError(f'Sending failed: {exc} {discard_draft(client, draft_path, draft)}') from None
+        raise MailError(f'Sending got no clear answer ({exc}) and the message is no longer a draft: it was probably '
+                        f"sent. Check the Sent Items of {sender} before sending again.") from None
+
+
+def still_a_draft(client: GraphClient, draft_path: str) -> bool:
+    """True only when Graph confirms the item is still an unsent draft; when it cannot tell, nothing is deleted."""
+    try:
+        return bool(client.get(draft_path, params={'$select': 'isDraft'}).get('isDraft'))
+    except MailError:
+        return False
+
+
+def discard_draft(client: GraphClient, draft_path: str, draft: dict) -> str:
+    try:
+        client.delete(draft_path)
+        return 'The draft was deleted; nothing was sent.'
+    except MailError as cleanup_error:
+        return f'Deleting the draft {draft["id"]} failed too ({cleanup_error}); delete it by hand. Nothing was sent.'
 
 
 def split_for_draft(attachments: list) -> tuple[list, list]:
@@ -1750,6 +1774,7 @@ def sent_mail_context(message: dict, message_id: str, status: str) -> dict:
 
 
 def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
+    render_body = arg_bool(args, 'renderBody')
     mail = compose_mail(client, args)
     try:
         if mail.needs_draft:
@@ -1769,7 +1794,7 @@ def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
                 f'Status: {status}' + (f'\nMessage ID: {message_id}' if message_id else
                                        ' (Graph accepted the mail for delivery; it returns no message id)'))
     entries = [note_entry(context, readable, {'MicrosoftGraph.Email': context})]
-    if arg_bool(args, 'renderBody') and mail.message['body']['content']:
+    if render_body and mail.message['body']['content']:
         entries.append({'Type': ENTRY_NOTE, 'ContentsFormat': 'html', 'Contents': mail.message['body']['content']})
     return entries
 
@@ -1844,7 +1869,7 @@ def reply_mail_command(client: GraphClient, args: dict) -> dict:
     subject = arg_text(args, 'subject', required=True)
     reply_args = {**args, 'subject': subject if subject.lower().startswith('re:') else f'Re: {subject}'}
     mail = compose_mail(client, reply_args)
-    comment = arg_text(args, 'htmlBody') or arg_text(args, 'body')
+    comment = mail.message['body']['content']
     try:
         draft = send_through_draft(client, f'{message_path(mail.sender, in_reply_to)}/createReply',
                                    reply_payload(mail, comment), mail, send=True)
