@@ -1920,7 +1920,8 @@ FETCH_BATCH_ATTACHMENT_GROUP_BYTES = 8 * 1024 * 1024
 FETCH_MESSAGE_FIELDS = ('id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,importance,'
                         'conversationId,isRead,isDraft,internetMessageId,categories,internetMessageHeaders,sender,'
                         'from,toRecipients,ccRecipients,bccRecipients,replyTo,body,bodyPreview,hasAttachments,flag')
-FETCH_ATTACHMENT_FIELDS = 'id,name,contentType,size,isInline,contentId'
+# contentId exists only on fileAttachment: Graph rejects it in $select unless it carries the type cast.
+FETCH_ATTACHMENT_FIELDS = 'id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId'
 RELATIVE_TIME = re.compile(r'^(\d+)\s*(minute|min|hour|day|week|month|year)s?(\s+ago)?$', re.I)
 RELATIVE_UNITS = {'minute': 1, 'min': 1, 'hour': 60, 'day': 1440, 'week': 10080, 'month': 43200, 'year': 525600}
 
@@ -1966,6 +1967,7 @@ class FetchState:
     cursor: str = ''
     initial_bound: str = ''
     window_start: str = ''
+    window_floor: str = ''
     last_received: str = ''
     pending: list = None  # type: ignore[assignment]
     seen: list = None  # type: ignore[assignment]
@@ -1977,7 +1979,7 @@ class FetchState:
     def to_last_run(self) -> dict:
         return {'fetch_state_version': FETCH_STATE_VERSION, 'mailbox': self.mailbox, 'folder': self.folder,
                 'folder_id': self.folder_id, 'mode': self.mode, 'cursor': self.cursor,
-                'initial_bound': self.initial_bound, 'window_start': self.window_start,
+                'initial_bound': self.initial_bound, 'window_start': self.window_start, 'window_floor': self.window_floor,
                 'last_received': self.last_received, 'pending': self.pending, 'seen': self.seen}
 
 
@@ -1991,19 +1993,20 @@ def fetch_state_from_last_run(last_run: dict, settings: FetchSettings, supports_
                 state.mode, state.cursor = 'window', ''
                 state.window_start = state.last_received or state.initial_bound
             return state
+        bound = format_time(parse_first_fetch(settings.first_fetch, now))
         return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, seen=state.seen,
-                          initial_bound=format_time(parse_first_fetch(settings.first_fetch, now)))
+                          initial_bound=bound, window_start=bound, window_floor=bound)
     # First run, or a last run written by the existing integration: continue after its `time` cursor.
     bound = parse_first_fetch(settings.first_fetch, now)
     previous = (last_run.get('time') or last_run.get('LAST_RUN_TIME') or '').rstrip('Z')
     if previous:
         try:
-            bound = parse_graph_time(previous + 'Z') + timedelta(seconds=1)
+            bound = parse_graph_time(previous + 'Z')  # its ids below keep that second's mail from coming twice
         except ValueError:
             pass
     seen = [id_digest(i) for i in list(last_run.get('LAST_RUN_IDS') or []) + list(last_run.get('found_incident_ids') or {})]
     return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, initial_bound=format_time(bound),
-                      window_start=format_time(bound), seen=seen[-FETCH_SEEN_CAP:])
+                      window_start=format_time(bound), window_floor=format_time(bound), seen=seen[-FETCH_SEEN_CAP:])
 
 
 def remember_candidates(state: FetchState, items: list[dict], bound: Optional[datetime]) -> None:
@@ -2045,6 +2048,9 @@ def read_delta_changes(client: GraphClient, state: FetchState) -> None:
 def read_window_changes(client: GraphClient, state: FetchState, overlap: timedelta) -> None:
     """The fallback: mail received since the last window start, minus an overlap the seen set dedupes."""
     start = parse_graph_time(state.window_start) - overlap
+    if state.window_floor:
+        # The overlap re-reads mail the seen set covers; it must not reach before the first fetch time.
+        start = max(start, parse_graph_time(state.window_floor))
     query: Optional[dict] = {'$filter': f'receivedDateTime ge {format_time(start)}', '$orderby': 'receivedDateTime asc',
                              '$select': 'id,receivedDateTime', '$top': str(FETCH_DELTA_PAGE_SIZE)}
     url: Optional[str] = messages_path(state.mailbox, state.folder_id)
@@ -2260,11 +2266,12 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
     if not settings.mailbox:
         raise MailError("Parameter 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
     state = fetch_state_from_last_run(last_run, settings, client.endpoints.supports_message_delta, utc_now())
-    ensure_fetch_folder(client, state, settings)
     try:
+        ensure_fetch_folder(client, state, settings)
         read_changes(client, state, settings)
-    except MailError as exc:
-        if not state.pending:
+    except (ThrottledError, TransportError, GraphError) as exc:
+        transient = not isinstance(exc, GraphError) or exc.status >= 500
+        if not (state.pending and transient):
             raise
         demisto.info(f'Fetch reads the queued mail only; looking for new mail failed: {exc}')
     messages, gone = read_pending_messages(client, state, settings.limit)

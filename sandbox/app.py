@@ -27,6 +27,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "sandbox.graph_mail",
     "sandbox.graph_delta",
     "sandbox.graph_batch",
+    "sandbox.graph_send",
 )
 
 # Fixed, obviously fake credentials (key material is generated per start).

@@ -14,7 +14,7 @@ from .mime import to_mime
 from .odata import Prefer, parse_prefer
 from .routing import Router
 from .store import FILE, ITEM, REFERENCE, Folder, Mailbox, Message, Recipient
-from .views import (ATTACHMENT_SELECTABLE, FOLDER_SELECTABLE, MESSAGE_SELECTABLE, View, attachment_json,
+from .views import (ATTACHMENT_CAST_SELECTABLE, ATTACHMENT_SELECTABLE, FOLDER_SELECTABLE, MESSAGE_SELECTABLE, View, attachment_json,
                     folder_json, message_json, rule_json, user_json)
 
 MAX_SEARCH_RESULTS = 1000
@@ -149,10 +149,13 @@ class MailApi:
         expand = (request.option("expand") or "").strip()
         if not expand:
             return False, None
-        match = re.fullmatch(r"attachments(?:\(\$select=([A-Za-z0-9,@.]+)\))?", expand, re.I)
+        match = re.fullmatch(r"attachments(?:\(\$select=([A-Za-z0-9,@./]+)\))?", expand, re.I)
         if not match:
             raise bad_request(f"Expanding '{expand}' is not supported on messages.", "ErrorInvalidUrlQuery")
-        return True, match.group(1).split(",") if match.group(1) else None
+        if not match.group(1):
+            return True, None
+        return True, odata.parse_select_text(match.group(1), ATTACHMENT_SELECTABLE, "attachment",
+                                             ATTACHMENT_CAST_SELECTABLE)
 
     def _render_message(self, message: Message, view: View, expand: tuple[bool, list[str] | None]) -> dict:
         wanted, select = expand
@@ -337,7 +340,7 @@ class MailApi:
 
     def list_attachments(self, request: Request) -> Response:
         prefer = parse_prefer(request.headers)
-        select = odata.parse_select(request, ATTACHMENT_SELECTABLE, "attachment")
+        select = odata.parse_select(request, ATTACHMENT_SELECTABLE, "attachment", ATTACHMENT_CAST_SELECTABLE)
         expand = self._expand_item(request)
         with self.store.lock:
             mailbox = self._mailbox(request)
@@ -352,7 +355,7 @@ class MailApi:
 
     def get_attachment(self, request: Request) -> Response:
         prefer = parse_prefer(request.headers)
-        select = odata.parse_select(request, ATTACHMENT_SELECTABLE, "attachment")
+        select = odata.parse_select(request, ATTACHMENT_SELECTABLE, "attachment", ATTACHMENT_CAST_SELECTABLE)
         expand = self._expand_item(request)
         with self.store.lock:
             mailbox = self._mailbox(request)

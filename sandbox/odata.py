@@ -83,18 +83,31 @@ def skip(request: Request) -> int:
 
 # --- $select -----------------------------------------------------------------------------
 
-def parse_select(request: Request, allowed: set[str], type_name: str) -> list[str] | None:
+def parse_select(request: Request, allowed: set[str], type_name: str,
+                 cast_allowed: dict[str, set[str]] | None = None) -> list[str] | None:
     """Canonical property names from ``$select``, or None when absent."""
     raw = request.option("select")
     if raw is None or not raw.strip():
         return None
+    return parse_select_text(raw, allowed, type_name, cast_allowed)
+
+
+def parse_select_text(raw: str, allowed: set[str], type_name: str,
+                      cast_allowed: dict[str, set[str]] | None = None) -> list[str]:
+    """Like Graph, a property of a derived type must be named with its type cast
+    (``microsoft.graph.fileAttachment/contentId``); the bare name is unknown on the base type."""
     by_lower = {name.lower(): name for name in allowed}
     selected: list[str] = []
     for part in raw.split(","):
         name = part.strip()
         if not name:
             continue
-        canonical = by_lower.get(name.lower())
+        cast, slash, prop = name.lower().rpartition("/")
+        if slash:
+            derived = {n.lower(): n for n in (cast_allowed or {}).get(cast, set())}
+            canonical = derived.get(prop) or by_lower.get(prop)
+        else:
+            canonical = by_lower.get(name.lower())
         if canonical is None:
             raise GraphError(400, "RequestBroker--ParseUri",
                              f"Could not find a property named '{name}' on type 'microsoft.graph.{type_name}'.")

@@ -31,8 +31,10 @@ FOLDER_PROPERTIES: tuple[str, ...] = ("displayName", "parentFolderId", "childFol
                                       "unreadItemCount", "totalItemCount", "sizeInBytes", "isHidden")
 FOLDER_SELECTABLE: set[str] = {"id", *FOLDER_PROPERTIES}
 
-ATTACHMENT_SELECTABLE: set[str] = {"id", "lastModifiedDateTime", "name", "contentType", "size",
-                                   "isInline", "contentId", "contentLocation", "contentBytes"}
+ATTACHMENT_SELECTABLE: set[str] = {"id", "lastModifiedDateTime", "name", "contentType", "size", "isInline"}
+# Properties only fileAttachment has: $select must name them with the type cast, as on Graph.
+ATTACHMENT_CAST_SELECTABLE: dict[str, set[str]] = {
+    "microsoft.graph.fileattachment": {"contentId", "contentLocation", "contentBytes"}}
 
 
 @dataclass(frozen=True)

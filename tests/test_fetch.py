@@ -1,0 +1,1244 @@
+"""Unit tests for fetch-incidents: delta change detection, the pending queue, $batch reads, attachments, incidents.
+
+Graph is played by `FakeGraph`, a small in-memory Exchange mailbox behind requests-mock. It answers the calls
+fetch makes the way Microsoft documents them:
+- the folder's message delta (learn.microsoft.com/graph/delta-query-messages): the first request returns the
+  folder's current mail, later rounds return what arrived since the deltaLink; pages follow
+  `@odata.nextLink` ($skiptoken) to one `@odata.deltaLink` ($deltatoken); `Prefer: odata.maxpagesize` is
+  honoured; query options on the first request only; an old token can expire (410 / SyncStateNotFound);
+- `$batch` (learn.microsoft.com/graph/json-batching): at most 20 requests, relative URLs, answers in any order,
+  each item with its own status and Retry-After;
+- message and attachment reads (with `$select` honoured), `/$value` downloads, PATCH isRead;
+- the `receivedDateTime` window listing used where delta is unavailable (21Vianet).
+
+Mail ids look like Exchange immutable ids, with '/', '+' and '='. Time is frozen at NOW.
+The background is anchor-xsoar.md §3 (the incident shape we keep) and §8/§9 (the lost and duplicated mail of
+the existing integration that these tests guard against).
+"""
+import base64
+import copy
+import json
+import os
+import re
+import urllib.parse
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests_mock as requests_mock_module
+
+import demistomock as demisto
+import MicrosoftGraphMail as mgm
+from conftest import TEST_DATA, load_json
+
+USER = 'soc@contoso.com'
+WORLDWIDE = 'https://graph.microsoft.com'
+CHINA = 'https://microsoftgraph.chinacloudapi.cn'
+NOW = datetime(2024, 3, 11, 10, 0, 0, tzinfo=UTC)
+
+FIXTURE = load_json('fetch/message.json')
+PHISH_FOLDER = load_json('fetch/child_folders_phishing.json')['value'][0]
+PHISH_ID = PHISH_FOLDER['id']
+NEW_PHISH_ID = PHISH_ID.replace('/cVUAAA=', '/zZ9AAA=')  # the id of a folder recreated under the same path
+LEGACY_LAST_RUN = load_json('fetch/legacy_last_run.json')
+
+PDF_ID, ZIP_ID, ITEM_ID, PNG_ID, REF_ID = (a['id'] for a in FIXTURE['attachments'])
+PDF_BYTES = (b'%PDF-1.4\n%\xe2\xe3\xcf\xd3\n' + bytes(range(256)) * 16)[:4096]
+ZIP_BYTES = (b'PK\x03\x04\x14\x00\x00\x00' + bytes(range(256)) * 10241)[:2621440]
+PNG_BYTES = (b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 8)[:1830]
+with open(os.path.join(TEST_DATA, 'fetch', 'item_attachment.eml'), 'rb') as _eml:
+    EML_BYTES = _eml.read()
+FIXTURE_CONTENTS = {PDF_ID: PDF_BYTES, ZIP_ID: ZIP_BYTES, ITEM_ID: EML_BYTES, PNG_ID: PNG_BYTES}
+CID_NAME = 'image001.png@01DA7390.1C2B3E40-attachmentName-image001.png'
+
+# The keys of the existing integration's parsed email (anchor-xsoar.md §3); its mapper reads them from rawJSON.
+ANCHOR_EMAIL_KEYS = ['ID', 'CreatedTime', 'ModifiedTime', 'ReceivedTime', 'SentTime', 'Subject', 'Importance',
+                     'ConversationID', 'IsRead', 'IsDraft', 'MessageID', 'Categories', 'Headers', 'Sender', 'From',
+                     'To', 'Cc', 'Bcc', 'Body', 'Text', 'BodyType', 'Attachments', 'Mailbox']
+BASE_ATTACHMENT_PROPERTIES = {'id', 'name', 'contentType', 'size', 'isInline', 'lastModifiedDateTime'}
+SETTINGS = {'enabled': True, 'mailbox': USER, 'folder': 'Inbox/Phishing', 'first_fetch': '1 day', 'limit': 50}
+
+
+# ================================================================================ helpers
+def at(**delta: float) -> str:
+    """A Graph timestamp `delta` before NOW."""
+    return (NOW - timedelta(**delta)).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def seg(graph_id: str) -> str:
+    """A Graph id as the (decoded) URL path segment Graph accepts: '/' written as '-'."""
+    return graph_id.replace('/', '-')
+
+
+def mail_id(n: int) -> str:
+    return f'AAkALgAAAAAAHYQDEapmEc2byACqAC/EWg0AiIsqMbYjsT5e+T7KzowPTAA{n:06d}AAA='
+
+
+def make_message(message_id: str, received: str, tag: str = '', attachments: list | None = None,
+                 preview: str | None = None) -> dict:
+    message = copy.deepcopy(FIXTURE)
+    del message['@odata.context']
+    message.update(id=message_id, receivedDateTime=received, createdDateTime=received, lastModifiedDateTime=received,
+                   sentDateTime=received, subject=f'Mail {tag or message_id[-12:]}', attachments=attachments or [],
+                   hasAttachments=bool(attachments))
+    if preview is not None:
+        message['bodyPreview'] = preview
+    return message
+
+
+def mail(n: int, received: str, **kwargs: Any) -> dict:
+    return make_message(mail_id(n), received, tag=str(n), **kwargs)
+
+
+def fixture_message(message_id: str = FIXTURE['id'], received: str = FIXTURE['receivedDateTime']) -> dict:
+    message = copy.deepcopy(FIXTURE)
+    del message['@odata.context']
+    message.update(id=message_id, receivedDateTime=received)
+    return message
+
+
+def small_file(attachment_id: str, name: str, data: bytes) -> dict:
+    return {'@odata.type': '#microsoft.graph.fileAttachment', '@odata.mediaContentType': 'application/pdf',
+            'id': attachment_id, 'name': name, 'contentType': 'application/pdf', 'size': len(data), 'isInline': False}
+
+
+def answer(status: int, fixture: str, **headers: str) -> tuple:
+    return status, {'request-id': f'req-{status}', **headers}, load_json(f'fetch/{fixture}')
+
+
+def throttled(retry_after: str = '1') -> tuple:
+    return answer(429, 'error_throttled.json', **{'Retry-After': retry_after})
+
+
+def unavailable(status: int = 503, retry_after: str | None = '1') -> tuple:
+    headers = {'Retry-After': retry_after} if retry_after else {}
+    return answer(status, 'error_service_unavailable.json', **headers)
+
+
+def not_found() -> tuple:
+    return answer(404, 'error_item_not_found.json')
+
+
+def access_denied() -> tuple:
+    return answer(403, 'error_access_denied.json')
+
+
+def ids_of(incidents: list[dict]) -> list[str]:
+    return [json.loads(incident['rawJSON'])['ID'] for incident in incidents]
+
+
+def fetch(client: mgm.GraphClient, last_run: dict, **overrides: Any) -> tuple[dict, list[dict]]:
+    """One fetch-incidents run; the last run and incidents make the JSON round trip the platform gives them."""
+    settings = mgm.FetchSettings(**{**SETTINGS, **overrides})
+    next_run, incidents = mgm.fetch_incidents(client, copy.deepcopy(last_run), settings)
+    return json.loads(json.dumps(next_run)), json.loads(json.dumps(incidents))
+
+
+class Feed:
+    """Runs fetch after fetch as the platform does: the last run of one run is the input of the next."""
+
+    def __init__(self, client: mgm.GraphClient, last_run: dict | None = None, **settings: Any):
+        self.client = client
+        self.settings = settings
+        self.last_run: dict = last_run or {}
+        self.runs: list[list[str]] = []
+        self.incidents: list[dict] = []
+
+    def run(self, **overrides: Any) -> list[str]:
+        self.last_run, incidents = fetch(self.client, self.last_run, **{**self.settings, **overrides})
+        self.incidents += incidents
+        self.runs.append(ids_of(incidents))
+        every = self.all_ids
+        assert len(every) == len(set(every)), f'an id was returned twice: {sorted(i for i in every if every.count(i) > 1)}'
+        return self.runs[-1]
+
+    def drain(self, max_runs: int = 200) -> list[list[str]]:
+        start = len(self.runs)
+        for _ in range(max_runs):
+            if not self.run() and not self.last_run['pending']:
+                return self.runs[start:-1]
+        raise AssertionError('fetch never drained the folder')
+
+    @property
+    def all_ids(self) -> list[str]:
+        return [i for run in self.runs for i in run]
+
+
+# ================================================================================ the fake mailbox
+@dataclass
+class Call:
+    method: str
+    path: str     # decoded, relative to /v1.0
+    query: dict
+    headers: Any
+    body: Any = None
+    url: str = ''
+    status: int = 0
+
+
+def split_url(url: str) -> tuple[str, dict]:
+    parts = urllib.parse.urlsplit(url)
+    path = '/'.join(urllib.parse.unquote(p) for p in parts.path.split('/'))
+    query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
+    return path, query
+
+
+class FakeGraph:
+    """One mailbox with one fetch folder (Inbox/Phishing), answering from Python dicts."""
+
+    def __init__(self, requests_mock: Any, host: str = WORLDWIDE, user: str = USER):
+        self.host = host
+        self.base = f'{host}/v1.0'
+        self.user = user
+        self.folder_id: str | None = PHISH_ID
+        self.folder_name = 'Phishing'
+        self.store: dict[str, dict] = {}        # every message of the mailbox (message reads are mailbox-wide)
+        self.folder: list[str] = []             # ids in the fetch folder, in arrival order
+        self.events: list[tuple[str, str]] = []  # ('created' | 'removed', id): what delta reports
+        self.contents: dict[str, bytes] = {}    # attachment id -> bytes
+        self.generation = 0                     # bumps when the folder is recreated
+        self.token_epoch = 0                    # tokens issued before this epoch are expired
+        self.expired_answer: tuple | None = None
+        self.max_page: int | None = None     # the service may return fewer items than maxpagesize
+        self.delta_fails: tuple | None = None
+        self.script: dict[str, list] = defaultdict(list)  # id -> answers given once, before the normal one
+        self.failing: dict[str, tuple] = {}     # id -> answer given every time
+        self.patch_item_answer: tuple | None = None
+        self.patch_batch_fails: tuple | None = None
+        self.strict_attachment_select = False
+        self.calls: list[Call] = []             # every HTTP request
+        self.batch_items: list[Call] = []       # every request inside a $batch
+        self.delta_answers: list[dict] = []
+        self._links: dict[str, dict] = {}
+        self._by_segment: dict[str, str] = {}
+        requests_mock.register_uri(requests_mock_module.ANY, re.compile('^' + re.escape(host) + '/'),
+                                   content=self._on_request)
+
+    # ---------------------------------------------------------------- what happens in the mailbox
+    def deliver(self, message: dict, contents: dict | None = None) -> str:
+        """A mail arrives in (or is moved into) the fetch folder."""
+        self.store[message['id']] = message
+        self._by_segment[seg(message['id'])] = message['id']
+        self.contents.update(contents or {})
+        self.move_in(message['id'])
+        return message['id']
+
+    def move_in(self, message_id: str) -> None:
+        self.folder.append(message_id)
+        self.events.append(('created', message_id))
+
+    def move_out(self, message_id: str) -> None:
+        self.folder.remove(message_id)
+        self.events.append(('removed', message_id))
+
+    def hard_delete(self, message_id: str) -> None:
+        del self.store[message_id]
+        if message_id in self.folder:
+            self.move_out(message_id)
+
+    def replay(self, message_ids: list[str]) -> None:
+        """The service reports mail again that it reported before (a replayed page)."""
+        self.events += [('created', m) for m in message_ids]
+
+    def expire_tokens(self, status: int, body: Any) -> None:
+        self.token_epoch += 1
+        self.expired_answer = (status, {}, body)
+
+    def recreate_folder(self, new_id: str) -> None:
+        self.folder_id, self.folder, self.events = new_id, [], []
+        self.generation += 1
+
+    def delete_folder(self) -> None:
+        self.folder_id, self.folder = None, []
+        self.generation += 1
+
+    # ---------------------------------------------------------------- what the tests look at
+    def direct(self, method: str | None, pattern: str) -> list[Call]:
+        return [c for c in self.calls if (method is None or c.method == method) and re.search(pattern, c.path)]
+
+    def delta_calls(self) -> list[Call]:
+        return self.direct('GET', r'/messages/delta$')
+
+    def batch_posts(self) -> list[Call]:
+        return self.direct('POST', r'^/\$batch$')
+
+    def message_reads(self, calls: list[Call] | None = None) -> list[str]:
+        """Ids of the messages read (in $batch), in request order."""
+        return [self._by_segment.get(c.path.rsplit('/', 1)[1], c.path) for c in (calls or self.batch_items)
+                if c.method == 'GET' and re.search(r'/messages/[^/]+$', c.path)]
+
+    # ---------------------------------------------------------------- HTTP
+    def _on_request(self, request: Any, context: Any) -> bytes:
+        path, query = split_url(request.url)
+        assert path.startswith('/v1.0/'), request.url
+        body = json.loads(request.body) if request.body else None
+        call = Call(request.method, path[len('/v1.0'):], query, request.headers, body, request.url)
+        self.calls.append(call)
+        if call.method == 'POST' and call.path == '/$batch':
+            status, headers, payload = self._batch(body)
+        else:
+            status, headers, payload = self._serve(call)
+        call.status = status
+        context.status_code = status
+        context.headers.update(headers)
+        if isinstance(payload, bytes):
+            return payload
+        context.headers['Content-Type'] = 'application/json'
+        return json.dumps(payload).encode()
+
+    def _batch(self, body: dict) -> tuple:
+        requests = body['requests']
+        assert 1 <= len(requests) <= mgm.BATCH_MAX_REQUESTS, f'{len(requests)} requests in one $batch'
+        assert len({r['id'] for r in requests}) == len(requests), 'batch request ids must be unique'
+        if self.patch_batch_fails and any(r['method'] == 'PATCH' for r in requests):
+            return self.patch_batch_fails
+        responses = []
+        for request in requests:
+            assert request['url'].startswith('/') and not request['url'].startswith('/v1.0'), request['url']
+            if 'body' in request:
+                assert request['headers']['Content-Type'] == 'application/json'
+            path, query = split_url(request['url'])
+            call = Call(request['method'], path, query, request.get('headers') or {}, request.get('body'), request['url'])
+            self.batch_items.append(call)
+            status, headers, payload = self._serve(call)
+            call.status = status
+            assert not isinstance(payload, bytes), 'binary content is not read through $batch here'
+            responses.append({'id': request['id'], 'status': status, 'headers': headers, 'body': payload})
+        responses.reverse()  # Graph answers in any order; clients correlate by id
+        return 200, {}, {'responses': responses}
+
+    def _serve(self, call: Call) -> tuple:
+        prefix = f'/users/{self.user}/'
+        assert call.path.startswith(prefix), f'unexpected Graph request {call.method} {call.path}'
+        parts = call.path[len(prefix):].split('/')
+        if parts[0] == 'mailFolders' and call.method == 'GET':
+            if parts[1:] == ['inbox', 'childFolders']:
+                return self._child_folders(call)
+            if len(parts) == 2:
+                return self._folder(parts[1])
+            if parts[2:] == ['messages', 'delta']:
+                return self._delta(parts[1], call)
+            if parts[2:] == ['messages']:
+                return self._window(parts[1], call)
+        if parts[0] == 'messages':
+            message_id = self._by_segment.get(parts[1], parts[1])
+            if len(parts) == 2 and call.method == 'GET':
+                return self._message(message_id, call)
+            if len(parts) == 2 and call.method == 'PATCH':
+                return self._patch(message_id, call)
+            if len(parts) == 4 and parts[2] == 'attachments' and call.method == 'GET':
+                return self._attachment(message_id, parts[3], value=False)
+            if len(parts) == 5 and parts[2] == 'attachments' and parts[4] == '$value' and call.method == 'GET':
+                return self._attachment(message_id, parts[3], value=True)
+        raise AssertionError(f'unexpected Graph request {call.method} {call.path}')
+
+    def _scripted(self, object_id: str) -> tuple | None:
+        if self.script.get(object_id):
+            return self.script[object_id].pop(0)
+        return self.failing.get(object_id)
+
+    def _folder_json(self) -> dict:
+        return {**PHISH_FOLDER, 'id': self.folder_id, 'displayName': self.folder_name}
+
+    def _child_folders(self, call: Call) -> tuple:
+        match = re.fullmatch(r"displayName eq '(.*)'", call.query.get('$filter', ''))
+        assert match, call.query
+        wanted = match.group(1).replace("''", "'")
+        found = self.folder_id and wanted.lower() == self.folder_name.lower()
+        return 200, {}, {'value': [self._folder_json()] if found else []}
+
+    def _folder(self, folder_segment: str) -> tuple:
+        if folder_segment == 'inbox':
+            return 200, {}, {'id': 'AAMkInbox', 'displayName': 'Inbox'}
+        if self.folder_id and folder_segment == seg(self.folder_id):
+            return 200, {}, self._folder_json()
+        return not_found()
+
+    def _page_size(self, headers: Any) -> int:
+        match = re.search(r'odata\.maxpagesize=(\d+)', headers.get('Prefer', ''))
+        size = int(match.group(1)) if match else 10
+        return min(size, self.max_page) if self.max_page else size
+
+    def _link(self, kind: str, folder_segment: str, state: dict) -> str:
+        token = f"{'S' if kind == '$skiptoken' else 'D'}{len(self._links) + 1:04d}aB3xQ"
+        self._links[token] = {**state, 'generation': self.generation, 'epoch': self.token_epoch}
+        folder = urllib.parse.quote(folder_segment, safe='-_=')
+        return f'{self.base}/users/{self.user}/mailFolders/{folder}/messages/delta?{kind}={token}'
+
+    def _delta_item(self, kind: str, message_id: str) -> dict:
+        if kind == 'removed':
+            return {'@odata.type': '#microsoft.graph.message', 'id': message_id, '@removed': {'reason': 'deleted'}}
+        return {'@odata.type': '#microsoft.graph.message', '@odata.etag': 'W/"CQAAABYAAAAiIsqMbYjsT5e"',
+                'id': message_id, 'receivedDateTime': self.store[message_id]['receivedDateTime']}
+
+    def _delta(self, folder_segment: str, call: Call) -> tuple:
+        if self.delta_fails:
+            return self.delta_fails
+        if not self.folder_id or folder_segment != seg(self.folder_id):
+            return not_found()
+        token = call.query.get('$deltatoken') or call.query.get('$skiptoken')
+        if token:
+            assert set(call.query) in ({'$deltatoken'}, {'$skiptoken'}), 'query options go on the first request only'
+            link = self._links[token]
+            if link['epoch'] < self.token_epoch or link['generation'] != self.generation:
+                return self.expired_answer or answer(410, 'error_sync_state_not_found.json')
+            created_only, end = link['created_only'], len(self.events)
+            if '$deltatoken' in call.query:
+                items = [self._delta_item(kind, m) for kind, m in self.events[link['end']:]
+                         if (kind == 'created' and m in self.folder) or (kind == 'removed' and not created_only)]
+            else:
+                items, end = link['items'], link['end']
+        else:
+            unknown = set(call.query) - {'$select', 'changeType', '$filter', '$expand'}
+            assert not unknown, f'query options Graph does not take on message delta: {unknown}'
+            created_only, end = call.query.get('changeType') == 'created', len(self.events)
+            items = [self._delta_item('created', m) for m in self.folder]
+        size = self._page_size(call.headers)
+        page, rest = items[:size], items[size:]
+        result: dict = {'@odata.context': f"{self.base}/$metadata#Collection(message)", 'value': page}
+        if rest:
+            result['@odata.nextLink'] = self._link('$skiptoken', folder_segment,
+                                                   {'items': rest, 'end': end, 'created_only': created_only})
+        else:
+            result['@odata.deltaLink'] = self._link('$deltatoken', folder_segment,
+                                                    {'end': end, 'created_only': created_only})
+        self.delta_answers.append(result)
+        return 200, {}, result
+
+    def _window(self, folder_segment: str, call: Call) -> tuple:
+        if not self.folder_id or folder_segment != seg(self.folder_id):
+            return not_found()
+        match = re.fullmatch(r'receivedDateTime ge (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)', call.query.get('$filter', ''))
+        assert match, call.query
+        assert call.query.get('$orderby') == 'receivedDateTime asc'
+        top, skip = int(call.query.get('$top', 10)), int(call.query.get('$skip', 0))
+        rows = sorted((self.store[m] for m in self.folder if self.store[m]['receivedDateTime'] >= match.group(1)),
+                      key=lambda m: m['receivedDateTime'])
+        fields = call.query.get('$select', 'id,receivedDateTime').split(',')
+        result: dict = {'value': [{k: row[k] for k in fields if k in row} for row in rows[skip:skip + top]]}
+        if skip + top < len(rows):
+            query = urllib.parse.urlencode({**call.query, '$skip': skip + top}, quote_via=urllib.parse.quote)
+            result['@odata.nextLink'] = f'{self.base}/users/{self.user}/mailFolders/{folder_segment}/messages?{query}'
+        return 200, {}, result
+
+    def _message(self, message_id: str, call: Call) -> tuple:
+        scripted = self._scripted(message_id)
+        if scripted:
+            return scripted
+        if message_id not in self.store:
+            return not_found()
+        message = self.store[message_id]
+        fields = call.query.get('$select', '').split(',') if call.query.get('$select') else list(message)
+        result = {k: copy.deepcopy(message[k]) for k in fields if k in message and k != 'attachments'}
+        result['@odata.etag'] = 'W/"CQAAABYAAAAiIsqMbYjsT5e"'
+        expand = call.query.get('$expand', '')
+        if expand.startswith('attachments'):
+            nested = re.fullmatch(r'attachments\(\$select=([^)]*)\)', expand)
+            wanted = nested.group(1).split(',') if nested else None
+            if wanted and self.strict_attachment_select:
+                # Graph resolves a nested $select against the base type microsoft.graph.attachment
+                # (microsoft-graph-explorer-v4#3916): fileAttachment-only properties must be type-cast.
+                bad = [f for f in wanted if f not in BASE_ATTACHMENT_PROPERTIES and not f.startswith('microsoft.graph.')]
+                if bad:
+                    return answer(400, 'error_attachment_contentid_select.json')
+            result['attachments'] = []
+            for attachment in message.get('attachments') or []:
+                keep = {k: v for k, v in attachment.items()
+                        if wanted is None or k.startswith('@odata') or k in wanted
+                        or f"{attachment['@odata.type'][1:]}/{k}" in wanted}
+                result['attachments'].append(copy.deepcopy(keep))
+        return 200, {}, result
+
+    def _patch(self, message_id: str, call: Call) -> tuple:
+        if self.patch_item_answer:
+            return self.patch_item_answer
+        if message_id not in self.store:
+            return not_found()
+        self.store[message_id]['isRead'] = call.body['isRead']
+        return 200, {}, {'id': message_id, 'isRead': call.body['isRead']}
+
+    def _attachment(self, message_id: str, attachment_segment: str, value: bool) -> tuple:
+        attachment = next((a for a in (self.store.get(message_id) or {}).get('attachments') or []
+                           if seg(a['id']) == attachment_segment), None)
+        if attachment is None:
+            return not_found()
+        scripted = self._scripted(attachment['id'])
+        if scripted:
+            return scripted
+        content = self.contents[attachment['id']]
+        if value:
+            kind = 'message/rfc822' if attachment['@odata.type'].endswith('itemAttachment') else 'application/octet-stream'
+            return 200, {'Content-Type': kind}, content
+        result = copy.deepcopy(attachment)
+        if attachment['@odata.type'].endswith('fileAttachment'):
+            result['contentBytes'] = base64.b64encode(content).decode()
+        return 200, {}, result
+
+
+# ================================================================================ fixtures
+@pytest.fixture(autouse=True)
+def info_log(in_tmp_dir, monkeypatch) -> list[str]:
+    """Frozen time, a fresh demisto runtime, file results in a temporary working directory, info lines kept."""
+    monkeypatch.setattr(mgm, 'utc_now', lambda: NOW)
+    monkeypatch.setattr(demisto, '_runtime', demisto._Runtime())
+    lines: list[str] = []
+    monkeypatch.setattr(demisto, 'info', lambda *parts: lines.append(' '.join(str(p) for p in parts)))
+    return lines
+
+
+@pytest.fixture
+def fake(requests_mock) -> FakeGraph:
+    return FakeGraph(requests_mock)
+
+
+@pytest.fixture
+def china(make_client, requests_mock) -> tuple[mgm.GraphClient, FakeGraph]:
+    return make_client(server_url=CHINA), FakeGraph(requests_mock, host=CHINA)
+
+
+# ================================================================================ 1. FIRST RUN AND DELTA
+class TestFirstRunAndDelta:
+
+    def test_first_run_resolves_the_folder_path_once_and_caches_its_id(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1)]
+        lookups = fake.direct('GET', r'/childFolders$')
+        assert [c.path for c in lookups] == [f'/users/{USER}/mailFolders/inbox/childFolders']
+        assert lookups[0].query['$filter'] == "displayName eq 'Phishing'"
+        assert not fake.direct(None, r'msgfolderroot')
+        assert feed.last_run['folder_id'] == PHISH_ID
+
+        first_run_calls = len(fake.calls)
+        fake.deliver(mail(2, at(minutes=5)))
+        assert feed.run() == [mail_id(2)]
+        later = fake.calls[first_run_calls:]
+        assert not [c for c in later if c.path.endswith('/childFolders')], 'the path was resolved again'
+        assert [c.path for c in later if re.search(r'/mailFolders/[^/]+$', c.path)] == \
+            [f'/users/{USER}/mailFolders/{seg(PHISH_ID)}']
+
+    def test_first_delta_request_asks_for_ids_and_arrival_times_of_new_mail_only(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        fetch(client, {})
+        (delta,) = fake.delta_calls()
+        assert delta.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'
+        assert delta.query['$select'] == 'id,receivedDateTime'
+        assert delta.query['changeType'] == 'created'
+        assert not {'$top', '$orderby', '$search', '$skip'} & set(delta.query)
+        prefer = [p.strip() for p in delta.headers['Prefer'].split(',')]
+        assert any(re.fullmatch(r'odata\.maxpagesize=\d+', p) for p in prefer), prefer
+        assert 'IdType="ImmutableId"' in prefer
+        assert delta.headers['Authorization'].startswith('Bearer test-access-token-')
+
+    @pytest.mark.parametrize('first_fetch', ['2 hours', '2024-03-11T08:00:00Z'])
+    def test_initial_round_skips_mail_received_before_first_fetch(self, client, fake, first_fetch):
+        fake.deliver(mail(1, at(hours=5)))
+        fake.deliver(mail(2, at(hours=2, minutes=1)))
+        fake.deliver(mail(3, at(minutes=90)))
+        fake.deliver(mail(4, at(minutes=1)))
+        feed = Feed(client, first_fetch=first_fetch)
+        assert feed.run() == [mail_id(3), mail_id(4)]
+        assert feed.last_run['pending'] == []
+        assert fake.message_reads() == [mail_id(3), mail_id(4)], 'old mail must not even be read'
+
+    def test_later_rounds_take_every_arrival_whatever_its_received_time(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client, first_fetch='1 hour')
+        assert feed.run() == [mail_id(1)]
+        fake.deliver(mail(2, at(days=3)))  # an old mail a user or an inbox rule moves into the folder now
+        fake.deliver(mail(3, at(minutes=1)))
+        assert feed.run() == [mail_id(2), mail_id(3)]
+        second_round = fake.delta_calls()[-1]
+        assert set(second_round.query) == {'$deltatoken'}
+
+    def test_delta_pages_are_followed_to_the_delta_link_which_starts_the_next_run(self, client, fake):
+        fake.max_page = 3
+        for n in range(1, 9):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(n) for n in range(1, 9)]
+        calls, answers = fake.delta_calls(), fake.delta_answers
+        assert len(calls) == 3
+        assert [bool(a.get('@odata.nextLink')) for a in answers] == [True, True, False]
+        for previous, call in zip(answers, calls[1:]):
+            assert split_url(call.url) == split_url(previous['@odata.nextLink'])
+            assert 'odata.maxpagesize=' in call.headers['Prefer']
+        assert feed.last_run['cursor'] == answers[-1]['@odata.deltaLink']
+
+        fake.deliver(mail(9, at(minutes=2)))
+        assert feed.run() == [mail_id(9)]
+        assert split_url(fake.delta_calls()[3].url) == split_url(answers[2]['@odata.deltaLink'])
+
+    def test_a_round_cut_short_continues_from_its_next_link(self, client, fake, monkeypatch):
+        """A huge initial round stops when the pending queue is full and resumes from the stored nextLink."""
+        monkeypatch.setattr(mgm, 'FETCH_DELTA_PAGE_SIZE', 4)
+        monkeypatch.setattr(mgm, 'FETCH_PENDING_CAP', 8)
+        for n in range(1, 13):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client, limit=3)
+        runs = feed.drain()
+        assert feed.all_ids == [mail_id(n) for n in range(1, 13)]
+        assert len(runs) == 4
+        assert all('$deltatoken' not in c.query for c in fake.delta_calls()[:3])
+
+
+# ================================================================================ 2. LIMIT, ORDER AND DEDUPLICATION
+class TestLimitOrderAndDedup:
+
+    def test_fetch_limit_caps_each_run_and_the_rest_follow_in_received_order(self, client, fake):
+        for n in [5, 1, 9, 3, 12, 7, 2, 11, 4, 10, 6, 8]:  # arrival order differs from receivedDateTime order
+            fake.deliver(mail(n, at(minutes=100 - n)))
+        feed = Feed(client, limit=5)
+        assert feed.run() == [mail_id(n) for n in range(1, 6)]
+        assert [p['id'] for p in feed.last_run['pending']] == [mail_id(n) for n in range(6, 13)]
+        assert fake.message_reads() == [mail_id(n) for n in range(1, 6)], 'only the mails of this run are read'
+        assert feed.run() == [mail_id(n) for n in range(6, 11)]
+        assert feed.run() == [mail_id(11), mail_id(12)]
+        assert feed.run() == []
+        assert feed.last_run['pending'] == []
+
+    def test_37_mails_sharing_one_second_each_arrive_exactly_once(self, client, fake):
+        second = at(minutes=10)
+        for n in range(1, 38):
+            fake.deliver(mail(n, second))
+        fake.deliver(mail(38, at(minutes=10, seconds=-1)))  # one second later
+        fake.deliver(mail(39, at(minutes=10, seconds=1)))   # one second earlier
+        feed = Feed(client, limit=10)
+        runs = feed.drain()
+        assert [len(r) for r in runs] == [10, 10, 10, 9]
+        assert feed.all_ids[0] == mail_id(39) and feed.all_ids[-1] == mail_id(38)
+        assert sorted(feed.all_ids[1:-1]) == sorted(mail_id(n) for n in range(1, 38))
+
+    def test_mail_arriving_while_others_wait_is_queued_by_received_time(self, client, fake):
+        for n in range(1, 7):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client, limit=4)
+        assert feed.run() == [mail_id(n) for n in range(1, 5)]
+        fake.deliver(mail(7, at(minutes=1)))
+        fake.deliver(mail(8, at(hours=6)))  # moved in late; its receivedDateTime is the oldest
+        assert feed.run() == [mail_id(8), mail_id(5), mail_id(6), mail_id(7)]
+        assert feed.run() == []
+
+    def test_a_replayed_delta_page_creates_no_duplicate(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        fake.deliver(mail(2, at(minutes=20)))
+        feed = Feed(client, limit=1)
+        assert feed.run() == [mail_id(1)]                   # mail 2 waits in the queue
+        fake.replay([mail_id(1), mail_id(2)])              # reported again: one ingested, one queued
+        fake.deliver(mail(3, at(minutes=10)))
+        assert feed.run() == [mail_id(2)]
+        assert feed.run() == [mail_id(3)]
+        assert feed.run() == []
+        assert fake.message_reads() == [mail_id(1), mail_id(2), mail_id(3)]
+
+    def test_mail_moved_out_and_back_is_not_ingested_again(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1)]
+        fake.move_out(mail_id(1))
+        assert feed.run() == []
+        fake.move_in(mail_id(1))  # same immutable id
+        fake.deliver(mail(2, at(minutes=1)))
+        assert feed.run() == [mail_id(2)]
+        assert fake.message_reads().count(mail_id(1)) == 1
+
+
+# ================================================================================ 3. READING WITH $batch
+class TestBatchReads:
+
+    def test_messages_are_read_through_batch_20_per_post(self, client, fake):
+        for n in range(1, 46):
+            fake.deliver(mail(n, at(minutes=100 - n)))
+        assert Feed(client, limit=45).run() == [mail_id(n) for n in range(1, 46)]
+        posts = fake.batch_posts()
+        assert [len(p.body['requests']) for p in posts] == [20, 20, 5]
+        assert not fake.direct('GET', f'^/users/{USER}/messages/'), 'a message was read outside $batch'
+        for item in fake.batch_items:
+            assert item.method == 'GET'
+            assert re.fullmatch(f'/users/{USER}/messages/[^/]+', item.path)
+            fields = set(item.query['$select'].split(','))
+            assert {'id', 'subject', 'body', 'bodyPreview', 'receivedDateTime', 'internetMessageHeaders',
+                    'toRecipients', 'ccRecipients', 'bccRecipients', 'sender', 'from', 'categories'} <= fields
+            assert re.fullmatch(r'attachments\(\$select=[^)]+\)', item.query['$expand'])
+            assert item.headers['Prefer'] == 'IdType="ImmutableId"'
+            assert '%2B' in item.url and '/' not in item.url.split('/messages/')[1].split('?')[0]
+
+    def test_mail_deleted_before_it_is_read_is_dropped(self, client, fake):
+        for n in range(1, 5):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client, limit=2)
+        assert feed.run() == [mail_id(1), mail_id(2)]
+        fake.hard_delete(mail_id(3))
+        assert feed.run() == [mail_id(4)]
+        assert feed.last_run['pending'] == []
+        assert feed.run() == []
+        assert fake.message_reads().count(mail_id(3)) == 1
+
+    def test_a_throttled_batch_item_is_retried_after_its_retry_after(self, client, fake, sleeps):
+        for n in range(1, 4):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        fake.script[mail_id(2)] = [throttled('7')]
+        assert Feed(client).run() == [mail_id(1), mail_id(2), mail_id(3)]
+        assert sleeps.waits == [7.0]
+        posts = fake.batch_posts()
+        assert len(posts) == 2
+        assert fake.message_reads(fake.batch_items[3:]) == [mail_id(2)], 'only the throttled item is sent again'
+
+    @pytest.mark.parametrize('failure, waits', [
+        (throttled('2'), [2.0, 2.0]),
+        (unavailable(503, '3'), [3.0, 3.0]),
+    ], ids=['429', '503'])
+    def test_an_item_still_throttled_after_the_retry_budget_stops_the_run_in_order(self, make_client, fake, sleeps,
+                                                                                  failure, waits):
+        client = make_client(max_attempts=3)
+        for n in range(1, 26):
+            fake.deliver(mail(n, at(minutes=100 - n)))
+        fake.failing[mail_id(22)] = failure
+        feed = Feed(client)
+        assert feed.run() == [mail_id(n) for n in range(1, 22)]
+        assert [p['id'] for p in feed.last_run['pending']] == [mail_id(n) for n in range(22, 26)]
+        assert sleeps.waits == waits
+        assert [len(p.body['requests']) for p in fake.batch_posts()] == [20, 5, 1, 1]
+        assert fake.message_reads()[-2:] == [mail_id(22)] * 2, 'only the throttled item is retried'
+        del fake.failing[mail_id(22)]
+        assert feed.run() == [mail_id(n) for n in range(22, 26)]
+
+    def test_an_item_failing_otherwise_fails_the_fetch_so_nothing_is_skipped(self, client, fake, sleeps):
+        for n in range(1, 26):
+            fake.deliver(mail(n, at(minutes=100 - n)))
+        feed = Feed(client, limit=10)
+        assert feed.run() == [mail_id(n) for n in range(1, 11)]
+        fake.failing[mail_id(13)] = unavailable(500, None)
+        with pytest.raises(mgm.MailError, match='could not be read'):
+            feed.run(mark_read=True)
+        assert not [c for c in fake.batch_items if c.method == 'PATCH']
+        del fake.failing[mail_id(13)]
+        assert feed.run() == [mail_id(n) for n in range(11, 21)]  # the platform kept the previous last run
+        assert feed.run() == [mail_id(n) for n in range(21, 26)]
+
+
+# ================================================================================ 4. ATTACHMENTS
+class TestAttachments:
+
+    def test_attachments_become_incident_files(self, client, fake, in_tmp_dir):
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        _, (incident,) = fetch(client, {})
+        files = {a['name']: a['path'] for a in incident['attachment']}
+        expected = {'invoice Q3.pdf': PDF_BYTES, 'statements.zip': ZIP_BYTES, 'Original message.eml': EML_BYTES,
+                    CID_NAME: PNG_BYTES}
+        assert set(files) == set(expected)
+        for name, content in expected.items():
+            assert (in_tmp_dir / f'1_{files[name]}').read_bytes() == content, name
+        assert sorted(p.name for p in in_tmp_dir.iterdir()) == sorted(f'1_{f}' for f in files.values())
+        assert json.loads(incident['rawJSON'])['Attachments'] == incident['attachment']
+
+        in_batch = sorted(c.path.rsplit('/', 1)[1] for c in fake.batch_items if '/attachments/' in c.path)
+        assert in_batch == sorted([seg(PDF_ID), seg(PNG_ID)]), 'files up to 1 MB are read through $batch'
+        streamed = fake.direct('GET', r'/attachments/')
+        assert sorted(c.path.split('/')[-2] for c in streamed) == sorted([seg(ZIP_ID), seg(ITEM_ID)])
+        assert all(c.path.endswith('/$value') for c in streamed)
+        assert not fake.direct(None, seg(REF_ID)) and not [c for c in fake.batch_items if seg(REF_ID) in c.path]
+        assert not fake.direct('GET', r'/attachments$'), 'attachments are listed through $expand, not per mail'
+
+    def test_legacy_name_keeps_the_inline_attachment_name(self, client, fake):
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        _, (incident,) = fetch(client, {}, legacy_name=True)
+        assert sorted(a['name'] for a in incident['attachment']) == \
+            sorted(['invoice Q3.pdf', 'statements.zip', 'Original message.eml', 'image001.png'])
+
+    def test_message_read_uses_an_attachment_select_graph_accepts(self, client, fake):
+        """Graph refuses `$expand=attachments($select=...,contentId)`: contentId is not a property of the base
+        type microsoft.graph.attachment (microsoft-graph-explorer-v4#3916, "Could not find a property named
+        'contentId' on type 'microsoft.graph.attachment'"). Every mail would then fail to read."""
+        fake.strict_attachment_select = True
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        _, incidents = fetch(client, {})
+        assert len(incidents) == 1, 'the mail could not be read: Graph rejected the attachment $select'
+        assert CID_NAME in [a['name'] for a in incidents[0]['attachment']]
+
+    @pytest.mark.parametrize('broken, name, failure', [
+        (PDF_ID, 'invoice Q3.pdf', not_found()),
+        (ZIP_ID, 'statements.zip', access_denied()),
+        (ITEM_ID, 'Original message.eml', not_found()),
+    ], ids=['small-in-batch', 'large-streamed', 'item-as-eml'])
+    def test_an_attachment_graph_refuses_with_4xx_is_skipped(self, client, fake, info_log, broken, name, failure):
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        fake.failing[broken] = failure
+        last_run, (incident,) = fetch(client, {})
+        names = [a['name'] for a in incident['attachment']]
+        assert name not in names and len(names) == 3
+        assert any(name in line for line in info_log), info_log
+        assert last_run['pending'] == []
+
+    @pytest.mark.parametrize('broken, failure', [
+        (PDF_ID, throttled('300')),
+        (PNG_ID, unavailable(503, '300')),
+        (PDF_ID, unavailable(500, None)),
+        (ZIP_ID, throttled('300')),
+        (ITEM_ID, unavailable(503, '300')),
+        (ZIP_ID, unavailable(500, None)),
+    ], ids=['429-batch', '503-batch', '500-batch', '429-streamed', '503-item', '500-streamed'])
+    def test_an_attachment_that_keeps_failing_fails_the_fetch_so_nothing_is_lost(self, client, fake, broken, failure):
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        fake.failing[broken] = failure
+        with pytest.raises(mgm.MailError):
+            fetch(client, {}, mark_read=True)
+        assert not [c for c in fake.batch_items if c.method == 'PATCH'], 'marked read although not ingested'
+        # The platform keeps the previous last run; once Graph recovers the mail arrives with every attachment.
+        del fake.failing[broken]
+        _, (incident,) = fetch(client, {})
+        assert len(incident['attachment']) == 4
+
+
+# ================================================================================ 5. THE INCIDENT
+class TestIncident:
+
+    @pytest.fixture
+    def incident(self, client, fake) -> dict:
+        fake.deliver(fixture_message(), FIXTURE_CONTENTS)
+        _, (incident,) = fetch(client, {})
+        return incident
+
+    def test_incident_fields(self, incident):
+        assert incident['name'] == FIXTURE['subject']
+        assert incident['occurred'] == FIXTURE['receivedDateTime']
+        assert incident['details'] == FIXTURE['bodyPreview']
+        assert isinstance(incident['rawJSON'], str)
+        assert [set(a) for a in incident['attachment']] == [{'path', 'name'}] * 4
+
+    def test_raw_json_has_the_existing_integration_keys_and_values(self, incident):
+        raw = json.loads(incident['rawJSON'])
+        assert set(ANCHOR_EMAIL_KEYS) <= set(raw)
+        assert raw['ID'] == FIXTURE['id']
+        assert (raw['CreatedTime'], raw['ModifiedTime'], raw['ReceivedTime'], raw['SentTime']) == (
+            FIXTURE['createdDateTime'], FIXTURE['lastModifiedDateTime'], FIXTURE['receivedDateTime'],
+            FIXTURE['sentDateTime'])
+        assert raw['Subject'] == FIXTURE['subject']
+        assert raw['Importance'] == 'high'
+        assert raw['ConversationID'] == FIXTURE['conversationId']
+        assert raw['IsRead'] is False and raw['IsDraft'] is False
+        assert raw['MessageID'] == FIXTURE['internetMessageId']
+        assert raw['Categories'] == ['Phishing Suspect', 'Finance']
+        assert raw['Headers'] == FIXTURE['internetMessageHeaders']
+        assert raw['Sender'] == raw['From'] == 'billing@fabrikam-payments.com'
+        assert raw['To'] == ['soc@contoso.com', 'AdeleV@contoso.com']
+        assert raw['Cc'] == ['AlexW@contoso.com'] and raw['Bcc'] == ['audit@contoso.com']
+        assert raw['Body'] == FIXTURE['body']['content']
+        assert raw['BodyType'] == 'html'
+        assert 'Please review the attached invoice before Friday.' in raw['Text']
+        assert 'SECRET-BODY-MARKER & more' in raw['Text']
+        assert '<' not in raw['Text'] and 'color: red' not in raw['Text']
+        assert raw['Mailbox'] == USER
+        assert raw['Attachments'] == incident['attachment']
+
+    def test_labels_one_per_field_header_and_recipient_without_bodies(self, incident):
+        labels = incident['labels']
+        assert all(set(label) == {'type', 'value'} and isinstance(label['value'], str) for label in labels)
+        by_type = defaultdict(list)
+        for label in labels:
+            by_type[label['type']].append(label['value'])
+        assert by_type['Email/To'] == ['soc@contoso.com', 'AdeleV@contoso.com']
+        assert by_type['Email/Cc'] == ['AlexW@contoso.com']
+        assert by_type['Email/Bcc'] == ['audit@contoso.com']
+        assert by_type['Email/Categories'] == ['Phishing Suspect', 'Finance']
+        assert by_type['Email/Subject'] == [FIXTURE['subject']]
+        assert by_type['Email/From'] == by_type['Email/Sender'] == ['billing@fabrikam-payments.com']
+        assert by_type['Email/ID'] == [FIXTURE['id']]
+        assert by_type['Email/MessageID'] == [FIXTURE['internetMessageId']]
+        assert by_type['Email/Mailbox'] == [USER]
+        for header in FIXTURE['internetMessageHeaders']:
+            assert by_type[f"Email/Header/{header['name']}"] == [header['value']]
+        assert not {'Email/Body', 'Email/Text', 'Email/HTML'} & set(by_type)
+        assert 'SECRET-BODY-MARKER' not in json.dumps(labels)
+
+    @pytest.mark.parametrize('full_body, preview, shows_body', [
+        (False, 'Short preview', False),
+        (True, 'Short preview', True),
+        (False, '', True),
+    ], ids=['preview', 'display_full_email_body', 'empty-preview'])
+    def test_details_is_the_preview_or_the_full_text_body(self, client, fake, full_body, preview, shows_body):
+        fake.deliver(make_message(mail_id(1), at(minutes=5), preview=preview))
+        _, (incident,) = fetch(client, {}, full_body=full_body)
+        if not shows_body:
+            assert incident['details'] == 'Short preview'
+        else:
+            assert 'SECRET-BODY-MARKER & more' in incident['details']
+            assert 'Please review the attached invoice' in incident['details']
+            assert '<' not in incident['details']
+
+
+# ================================================================================ 6. MARK AS READ
+class TestMarkAsRead:
+
+    def test_only_mails_turned_into_incidents_are_marked_read_through_batch(self, client, fake):
+        for n in range(1, 31):
+            fake.deliver(mail(n, at(minutes=100 - n)))
+        feed = Feed(client, limit=25, mark_read=True)
+        ingested = feed.run()
+        patches = [c for c in fake.batch_items if c.method == 'PATCH']
+        assert sorted(fake._by_segment[c.path.rsplit('/', 1)[1]] for c in patches) == sorted(ingested)
+        assert all(c.body == {'isRead': True} for c in patches)
+        patch_posts = [p for p in fake.batch_posts() if p.body['requests'][0]['method'] == 'PATCH']
+        assert [len(p.body['requests']) for p in patch_posts] == [20, 5]
+        assert not fake.direct('PATCH', '.'), 'a mail was marked read outside $batch'
+        assert [fake.store[mail_id(n)]['isRead'] for n in (25, 26)] == [True, False]
+        assert feed.run() == [mail_id(n) for n in range(26, 31)]
+        assert all(fake.store[mail_id(n)]['isRead'] for n in range(1, 31))
+
+    def test_mark_read_off_sends_no_patch(self, client, fake):
+        fake.deliver(mail(1, at(minutes=5)))
+        fetch(client, {}, mark_read=False)
+        assert not [c for c in fake.batch_items if c.method == 'PATCH'] and not fake.direct('PATCH', '.')
+
+    @pytest.mark.parametrize('where, failure', [
+        ('item', access_denied()),
+        ('item', unavailable(500, None)),
+        ('batch', throttled('300')),
+        ('batch', unavailable(500, None)),
+    ], ids=['item-403', 'item-500', 'batch-429', 'batch-500'])
+    def test_a_failed_mark_read_does_not_lose_the_incidents(self, client, fake, info_log, where, failure):
+        fake.deliver(mail(1, at(minutes=10)))
+        fake.deliver(mail(2, at(minutes=5)))
+        if where == 'item':
+            fake.patch_item_answer = failure
+        else:
+            fake.patch_batch_fails = failure
+        feed = Feed(client, mark_read=True)
+        assert feed.run() == [mail_id(1), mail_id(2)]
+        assert feed.last_run['pending'] == []
+        assert any('read' in line for line in info_log)
+        assert feed.run() == []
+
+
+# ================================================================================ 7. FAILURES
+class TestFailures:
+
+    @pytest.mark.parametrize('failure', [throttled('1'), unavailable(503, '1'), unavailable(504, None),
+                                         unavailable(500, None)], ids=['429', '503', '504', '500'])
+    @pytest.mark.parametrize('first_run', [True, False], ids=['first-run', 'later-run'])
+    def test_delta_failing_with_nothing_pending_fails_the_fetch(self, client, fake, sleeps, failure, first_run):
+        fake.deliver(mail(1, at(minutes=30)))
+        last_run: dict = {}
+        if not first_run:
+            last_run = fetch(client, {})[0]
+            fake.calls.clear()
+            fake.batch_items.clear()
+        fake.deliver(mail(2, at(minutes=5)))
+        fake.delta_fails = failure
+        with pytest.raises(mgm.MailError):
+            fetch(client, last_run)
+        assert not fake.batch_posts()
+        if failure[0] in (429, 503):
+            assert len(fake.delta_calls()) == mgm.MAX_RETRY_ATTEMPTS, 'Retry-After was not honoured until the budget'
+
+    def test_mails_already_pending_are_ingested_while_delta_is_throttled(self, client, fake, sleeps, info_log):
+        for n in range(1, 6):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client, limit=2)
+        assert feed.run() == [mail_id(1), mail_id(2)]
+        cursor = feed.last_run['cursor']
+        fake.deliver(mail(6, at(minutes=1)))
+        fake.delta_fails = throttled('1')
+        assert feed.run() == [mail_id(3), mail_id(4)]
+        assert feed.last_run['cursor'] == cursor, 'the cursor moved although the round was not read'
+        fake.delta_fails = None
+        assert feed.run() == [mail_id(5), mail_id(6)]
+        assert feed.run() == []
+
+
+# ================================================================================ 8. main() FOR fetch-incidents
+MAIN_PARAMS = {'url': WORLDWIDE, 'use_managed_identities': True, 'managed_identities_client_id': {'password': ''},
+               'isFetch': True, 'mailbox_to_fetch': USER, 'folder_to_fetch': 'Inbox/Phishing',
+               'first_fetch': '1 day', 'fetch_limit': '10'}
+
+
+class Platform:
+    """What main() hands the platform during fetch-incidents, in call order."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.monkeypatch = monkeypatch
+        monkeypatch.setattr(demisto, 'command', lambda: 'fetch-incidents')
+        monkeypatch.setattr(demisto, 'setLastRun', lambda obj: self.calls.append(('setLastRun', obj)))
+        monkeypatch.setattr(demisto, 'incidents', lambda incidents: self.calls.append(('incidents', incidents)))
+        monkeypatch.setattr(demisto, 'results', lambda entry: self.calls.append(('results', entry)))
+
+    def run(self, last_run: dict, params: dict | None = None) -> None:
+        self.calls.clear()
+        self.monkeypatch.setattr(demisto, 'params', lambda: dict(params or MAIN_PARAMS))
+        self.monkeypatch.setattr(demisto, 'getLastRun', lambda: copy.deepcopy(last_run))
+        mgm.main()
+
+    def sent(self, name: str) -> Any:
+        (value,) = [v for n, v in self.calls if n == name]
+        return value
+
+
+@pytest.fixture
+def platform(monkeypatch, requests_mock, sleeps) -> Platform:
+    for name in ('IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'AZURE_POD_IDENTITY_AUTHORITY_HOST'):
+        monkeypatch.delenv(name, raising=False)
+    requests_mock.get('http://169.254.169.254/metadata/identity/oauth2/token',
+                      json={'access_token': 'managed-identity-token', 'expires_in': '3599', 'token_type': 'Bearer'})
+    build_client = mgm.build_client
+
+    def build_without_real_sleep(*args: Any, **kwargs: Any) -> mgm.GraphClient:
+        client = build_client(*args, **kwargs)
+        client.retry = mgm.RetryPolicy(sleep=sleeps)
+        return client
+
+    monkeypatch.setattr(mgm, 'build_client', build_without_real_sleep)
+    return Platform(monkeypatch)
+
+
+class TestMain:
+
+    def test_main_stores_the_last_run_then_sends_the_incidents(self, platform, fake):
+        fake.deliver(mail(1, at(minutes=10)))
+        fake.deliver(mail(2, at(minutes=5)))
+        platform.run({})
+        assert [name for name, _ in platform.calls] == ['setLastRun', 'incidents']
+        assert ids_of(platform.sent('incidents')) == [mail_id(1), mail_id(2)]
+        assert platform.sent('setLastRun')['folder_id'] == PHISH_ID
+        assert fake.delta_calls()[0].headers['Authorization'] == 'Bearer managed-identity-token'
+
+        fake.deliver(mail(3, at(minutes=1)))
+        platform.run(platform.sent('setLastRun'))
+        assert ids_of(platform.sent('incidents')) == [mail_id(3)]
+
+    def test_main_raises_when_fetch_fails_so_the_platform_keeps_the_last_run(self, platform, fake):
+        fake.deliver(mail(1, at(minutes=10)))
+        fake.delta_fails = throttled('1')
+        with pytest.raises(Exception) as raised:
+            platform.run({})
+        assert 'MailboxConcurrency' in str(raised.value) or 'throttling' in str(raised.value)
+        assert platform.calls == [], 'no last run, incidents or war-room entry may be written for a failed fetch'
+
+    def test_main_ingests_pending_mail_while_delta_fails(self, platform, fake):
+        for n in range(1, 13):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        platform.run({})
+        last_run = platform.sent('setLastRun')
+        assert len(last_run['pending']) == 2
+        fake.delta_fails = throttled('1')
+        platform.run(last_run)
+        assert [name for name, _ in platform.calls] == ['setLastRun', 'incidents']
+        assert ids_of(platform.sent('incidents')) == [mail_id(11), mail_id(12)]
+
+
+# ================================================================================ 9. DELTA TOKEN EXPIRED
+class TestDeltaTokenExpired:
+
+    @pytest.mark.parametrize('status, body', [
+        (410, load_json('fetch/error_sync_state_not_found.json')),
+        (400, load_json('fetch/error_sync_state_not_found.json')),
+        (410, b''),
+    ], ids=['410-SyncStateNotFound', '400-SyncStateNotFound', '410-no-body'])
+    def test_a_new_round_starts_just_before_the_last_ingested_mail(self, client, fake, status, body):
+        fake.deliver(mail(1, at(minutes=40)))
+        fake.deliver(mail(2, at(minutes=30)))
+        fake.deliver(mail(3, at(minutes=25)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1), mail_id(2), mail_id(3)]
+        fake.expire_tokens(status, body)
+        fake.deliver(mail(4, at(minutes=10)))
+        fake.deliver(mail(5, at(minutes=28)))  # moved in while the token was dead: inside the overlap
+        reads_before = len(fake.message_reads())
+        assert feed.run() == [mail_id(5), mail_id(4)]
+        expired, restart = fake.delta_calls()[-2:]
+        assert set(expired.query) == {'$deltatoken'} and expired.status == status
+        assert restart.query['$select'] == 'id,receivedDateTime' and restart.query['changeType'] == 'created'
+        assert fake.message_reads()[reads_before:] == [mail_id(5), mail_id(4)], 'ingested mail was read again'
+        fake.deliver(mail(6, at(minutes=1)))
+        assert feed.run() == [mail_id(6)]
+
+
+# ================================================================================ 10. WITHOUT DELTA
+class TestReceivedTimeWindow:
+
+    def test_delta_refused_falls_back_to_a_received_time_window_with_overlap(self, client, fake):
+        fake.delta_fails = answer(400, 'error_delta_not_supported.json')
+        fake.deliver(mail(1, at(minutes=50)))
+        fake.deliver(mail(2, at(minutes=40)))
+        feed = Feed(client, first_fetch='1 hour')
+        assert feed.run() == [mail_id(1), mail_id(2)]
+        (listing,) = fake.direct('GET', r'/messages$')
+        assert listing.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages'
+        assert listing.query['$orderby'] == 'receivedDateTime asc'
+        assert listing.query['$filter'].startswith('receivedDateTime ge ')
+        assert feed.last_run['mode'] == 'window'
+
+        delta_requests = len(fake.delta_calls())
+        fake.deliver(mail(3, at(minutes=45)))  # visible late, older than the last ingested mail: inside the overlap
+        fake.deliver(mail(4, at(minutes=5)))
+        assert feed.run() == [mail_id(3), mail_id(4)]
+        assert len(fake.delta_calls()) == delta_requests, 'delta was asked again after it was refused'
+        since = fake.direct('GET', r'/messages$')[-1].query['$filter'].split()[-1]
+        assert since <= at(minutes=45)
+        assert feed.run() == []
+
+    def test_21vianet_fetches_by_received_time_and_loses_nothing(self, china, sleeps):
+        client, fake = china
+        for n in range(1, 13):
+            fake.deliver(mail(n, at(minutes=120 - n)))
+        feed = Feed(client, limit=5)
+        assert feed.run() == [mail_id(n) for n in range(1, 6)]
+        fake.deliver(mail(13, at(minutes=60)))  # appears late with an older receivedDateTime, inside the overlap
+        feed.drain()
+        assert sorted(feed.all_ids) == sorted(mail_id(n) for n in range(1, 14))
+        assert not fake.delta_calls()
+        for listing in fake.direct('GET', r'/messages$'):
+            assert listing.query['$orderby'] == 'receivedDateTime asc'
+            assert re.fullmatch(r'receivedDateTime ge \S+Z', listing.query['$filter'])
+
+    def test_21vianet_first_run_honours_first_fetch(self, china):
+        """The window overlap exists for mail the seen set covers; on the first run nothing is covered, so the
+        window must not reach before first_fetch."""
+        client, fake = china
+        fake.deliver(mail(1, at(minutes=65)))  # before first_fetch
+        fake.deliver(mail(2, at(minutes=30)))
+        assert Feed(client, first_fetch='1 hour').run() == [mail_id(2)]
+
+    def test_21vianet_changing_the_folder_starts_over_from_first_fetch(self, china):
+        """A changed folder starts a new state; in window mode it needs a window start (first_fetch)."""
+        client, fake = china
+        fake.deliver(mail(1, at(minutes=30)))
+        last_run = fetch(client, {})[0]
+        last_run.update(folder='Inbox', folder_id='inbox')  # the instance fetched Inbox before
+        fake.deliver(mail(2, at(minutes=5)))
+        assert Feed(client, last_run=last_run).run() == [mail_id(2)]
+
+    def test_changing_the_folder_starts_over_from_first_fetch(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        last_run = fetch(client, {}, folder='Inbox/Phishing')[0]
+        last_run.update(folder='Inbox', folder_id='inbox')  # the instance fetched Inbox before
+        fake.deliver(mail(2, at(minutes=5)))
+        assert Feed(client, last_run=last_run).run() == [mail_id(2)]
+
+
+# ================================================================================ 11. THE FOLDER
+class TestFolder:
+
+    def test_renamed_folder_keeps_working_by_its_id(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1)]
+        fake.folder_name = 'Phishing (triaged)'
+        fake.deliver(mail(2, at(minutes=5)))
+        lookups = len(fake.direct('GET', r'/childFolders$'))
+        assert feed.run() == [mail_id(2)]
+        assert len(fake.direct('GET', r'/childFolders$')) == lookups
+
+    def test_recreated_folder_is_resolved_again_and_read_from_a_fresh_round(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1)]
+        fake.recreate_folder(NEW_PHISH_ID)
+        fake.move_in(mail_id(1))                # the same mail, moved into the new folder
+        fake.deliver(mail(2, at(minutes=20)))
+        calls_before = len(fake.calls)
+        assert feed.run() == [mail_id(2)]
+        assert feed.last_run['folder_id'] == NEW_PHISH_ID
+        run_calls = fake.calls[calls_before:]
+        assert [c.status for c in run_calls if c.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'] == [404]
+        assert [c.path for c in run_calls if c.path.endswith('/childFolders')]
+        restart = [c for c in run_calls if c.path.endswith('/messages/delta')][-1]
+        assert restart.path == f'/users/{USER}/mailFolders/{seg(NEW_PHISH_ID)}/messages/delta'
+        assert restart.query['changeType'] == 'created'
+        fake.deliver(mail(3, at(minutes=1)))
+        assert feed.run() == [mail_id(3)]
+
+    @pytest.mark.parametrize('first_run', [True, False], ids=['first-run', 'later-run'])
+    def test_a_folder_that_no_longer_exists_is_an_error_naming_folder_and_mailbox(self, client, fake, first_run):
+        fake.deliver(mail(1, at(minutes=30)))
+        last_run = {} if first_run else fetch(client, {})[0]
+        fake.delete_folder()
+        with pytest.raises(mgm.MailError) as raised:
+            fetch(client, last_run)
+        assert 'Inbox/Phishing' in str(raised.value) and USER in str(raised.value)
+
+
+# ================================================================================ 12. MIGRATION
+def legacy_mailbox(fake: FakeGraph, same_second_mail: bool = False) -> dict[str, str]:
+    """The folder as the existing integration left it (its last run: test_data/fetch/legacy_last_run.json)."""
+    time_cursor = LEGACY_LAST_RUN['time']
+    earlier_id, last_id = LEGACY_LAST_RUN['found_incident_ids']
+    assert LEGACY_LAST_RUN['LAST_RUN_IDS'] == [last_id]
+    ids = {
+        'earlier_run': fake.deliver(mail(901, '2024-03-11T09:25:00Z')),  # ingested by an earlier run
+        'found': fake.deliver(make_message(earlier_id, '2024-03-11T09:29:55Z')),
+        'last': fake.deliver(make_message(last_id, time_cursor)),
+    }
+    if same_second_mail:  # shares the second of `time` but was beyond the old fetch_limit: never ingested
+        ids['same_second'] = fake.deliver(mail(902, time_cursor))
+    ids['new'] = fake.deliver(mail(903, '2024-03-11T09:35:00Z'))
+    return ids
+
+
+class TestMigration:
+
+    @pytest.mark.parametrize('time_key, value', [('time', '2024-03-11T09:30:00Z'), ('time', '2024-03-11T09:30:00'),
+                                                 ('LAST_RUN_TIME', '2024-03-11T09:30:00Z')])
+    def test_existing_integration_last_run_continues_after_its_time(self, client, fake, time_key, value):
+        ids = legacy_mailbox(fake)
+        legacy = {k: v for k, v in LEGACY_LAST_RUN.items() if k != 'time'}
+        legacy[time_key] = value
+        feed = Feed(client, last_run=legacy, first_fetch='3 days')
+        assert feed.run() == [ids['new']]
+        assert feed.last_run['fetch_state_version'] == mgm.FETCH_STATE_VERSION
+        fake.deliver(mail(904, at(minutes=1)))
+        assert feed.run() == [mail_id(904)]
+
+    def test_migration_keeps_mail_sharing_the_last_second_of_the_existing_integration(self, client, fake):
+        """The existing integration's `time` is the second of its last incident; mail of that second beyond its
+        fetch_limit was never ingested, and its ids are known, so continuing at time + 1 s loses that mail
+        (anchor-xsoar.md §9.2, the same-second bug)."""
+        ids = legacy_mailbox(fake, same_second_mail=True)
+        assert Feed(client, last_run=LEGACY_LAST_RUN).run() == [ids['same_second'], ids['new']]
+
+    def test_21vianet_migration_does_not_ingest_mail_from_before_time_again(self, china):
+        """Mail the existing integration ingested in runs before its last one is not in its last run's ids; the
+        window must therefore not reach before `time`, or that mail becomes a duplicate incident."""
+        client, fake = china
+        ids = legacy_mailbox(fake)
+        assert Feed(client, last_run=LEGACY_LAST_RUN).run() == [ids['new']]
+
+
+# ================================================================================ 13. REQUEST ECONOMY
+def test_request_economy_1000_mails_with_fetch_limit_50(client, fake, in_tmp_dir):
+    """1,000 mails (30 % with one small attachment): 600 waiting at the first run, 20 more arriving before each
+    later run, fetch_limit 50, until drained. Every mail exactly once, in arrival order; requests per mail printed."""
+    def arrive(n: int) -> None:
+        attachments, contents = [], {}
+        if n % 10 < 3:
+            attachment_id = f'{mail_id(n)[:-4]}ATT{n:04d}='
+            data = f'report {n}\n'.encode() * 100
+            attachments, contents = [small_file(attachment_id, f'report-{n}.pdf', data)], {attachment_id: data}
+        fake.deliver(mail(n, at(minutes=1100 - n), attachments=attachments), contents)
+
+    for n in range(1, 601):
+        arrive(n)
+    feed = Feed(client, limit=50)
+    delivered = 600
+    for _ in range(100):
+        ids = feed.run()
+        if not ids and not feed.last_run['pending'] and delivered == 1000:
+            break
+        for n in range(delivered + 1, min(delivered + 20, 1000) + 1):
+            arrive(n)
+        delivered = min(delivered + 20, 1000)
+    assert feed.all_ids == [mail_id(n) for n in range(1, 1001)]
+    with_files = [i for i in feed.incidents if i['attachment']]
+    assert len(with_files) == 300
+    assert len(list(in_tmp_dir.iterdir())) == 300
+
+    kinds: dict[str, int] = defaultdict(int)
+    for call in fake.calls:
+        kind = ('$batch' if call.path == '/$batch' else 'delta' if call.path.endswith('/delta')
+                else 'folder' if '/mailFolders/' in call.path else 'other')
+        kinds[kind] += 1
+    total = len(fake.calls)
+    print(f'\nrequest economy: {total} HTTP requests for 1000 mails in {len(feed.runs)} runs = '
+          f'{total / 1000:.3f} requests per mail ({dict(kinds)})')
