@@ -370,12 +370,20 @@ def oproxy_encrypt(content: str, key_b64: str) -> str:
     return base64.b64encode(nonce + cipher.encrypt(nonce, f'{int(time.time())}:{content}'.encode(), None)).decode()
 
 
-class OproxyTokenProvider:
-    """Exchanges ID/Token/Key for an access token through the hosted Cortex XSOAR application."""
+class TokenProvider:
+    """One credential kind. `acquire` returns a new access token; caching is the TokenManager's job."""
 
-    def __init__(self, settings: AuthSettings, http: 'HttpSession'):
+    def __init__(self, settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession'):
         self._settings = settings
+        self._endpoints = endpoints
         self._http = http
+
+    def acquire(self, refresh_token: str = '') -> AccessToken:
+        raise NotImplementedError
+
+
+class OproxyTokenProvider(TokenProvider):
+    """Exchanges ID/Token/Key for an access token through the hosted Cortex XSOAR application."""
 
     def acquire(self, refresh_token: str = '') -> AccessToken:
         body = {'app_name': OPROXY_APP_NAME, 'registration_id': self._settings.client_id,
@@ -405,13 +413,8 @@ def oproxy_error_text(response: requests.Response) -> str:
     return str(body)[:300]
 
 
-class ConfidentialAppTokenProvider:
+class ConfidentialAppTokenProvider(TokenProvider):
     """A self-deployed application's token, with a client secret or a certificate, through msal."""
-
-    def __init__(self, settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession'):
-        self._settings = settings
-        self._endpoints = endpoints
-        self._http = http
 
     def acquire(self, refresh_token: str = '') -> AccessToken:
         # Imported only when a new token is needed: a command with a cached token skips msal's import and
@@ -475,13 +478,8 @@ def describe_token_error(result: dict) -> str:
     return f'{text} Likely cause: {hint}' if hint else text
 
 
-class ManagedIdentityTokenProvider:
+class ManagedIdentityTokenProvider(TokenProvider):
     """A token from the Azure managed identity endpoint of the machine that runs the engine."""
-
-    def __init__(self, settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession'):
-        self._settings = settings
-        self._endpoints = endpoints
-        self._http = http
 
     def acquire(self, refresh_token: str = '') -> AccessToken:
         query = {'resource': self._endpoints.managed_identity_resource}
@@ -544,7 +542,7 @@ class MemoryStore(ContextStore):
 class TokenManager:
     """Hands out a valid access token, cached in the integration context with its expiry."""
 
-    def __init__(self, provider: Any, fingerprint: str, store: ContextStore, redactor: SecretRedactor):
+    def __init__(self, provider: TokenProvider, fingerprint: str, store: ContextStore, redactor: SecretRedactor):
         self._provider = provider
         self._fingerprint = fingerprint
         self._store = store
@@ -582,12 +580,14 @@ class TokenManager:
             self._store.write(context, version)
 
 
-def build_token_provider(settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession') -> Any:
-    if settings.mode == AUTH_ORACLE_APP:
-        return OproxyTokenProvider(settings, http)
-    if settings.mode == AUTH_MANAGED_IDENTITY:
-        return ManagedIdentityTokenProvider(settings, endpoints, http)
-    return ConfidentialAppTokenProvider(settings, endpoints, http)
+TOKEN_PROVIDERS: dict[str, type[TokenProvider]] = {
+    AUTH_ORACLE_APP: OproxyTokenProvider, AUTH_CLIENT_SECRET: ConfidentialAppTokenProvider,
+    AUTH_CERTIFICATE: ConfidentialAppTokenProvider, AUTH_MANAGED_IDENTITY: ManagedIdentityTokenProvider,
+}
+
+
+def build_token_provider(settings: AuthSettings, endpoints: Endpoints, http: 'HttpSession') -> TokenProvider:
+    return TOKEN_PROVIDERS[settings.mode](settings, endpoints, http)
 
 
 # ================================================================================ HTTP CLIENT
