@@ -75,7 +75,7 @@ NATIONAL_CLOUDS: dict[str, NationalCloud] = {
                                                              supports_message_delta=False),
 }
 
-AUTH_ORACLE_APP = 'oproxy'
+AUTH_XSOAR_APP = 'oproxy'
 AUTH_CLIENT_SECRET = 'client_secret'
 AUTH_CERTIFICATE = 'certificate'
 AUTH_MANAGED_IDENTITY = 'managed_identity'
@@ -261,7 +261,7 @@ def auth_settings_from_params(params: dict) -> AuthSettings:
         if not key:
             raise MailError("Missing parameter 'Key or Client Secret' (credentials): enter the Key you received when "
                             "authorizing the Cortex XSOAR application, or select 'Use a self deployed Azure application'.")
-        mode = AUTH_ORACLE_APP
+        mode = AUTH_XSOAR_APP
     if not auth_id:
         raise MailError("Missing parameter 'Application ID or Client ID' (creds_auth_id): enter the ID from the "
                         "Cortex XSOAR application consent page, or the client ID of your application.")
@@ -269,7 +269,7 @@ def auth_settings_from_params(params: dict) -> AuthSettings:
         raise MailError("Missing parameter 'Token or Tenant ID' (creds_tenant_id): enter the Token from the consent "
                         "page, or your Azure AD tenant ID.")
     token_url = OPROXY_DEFAULT_TOKEN_URL
-    if mode == AUTH_ORACLE_APP and '@' in auth_id:
+    if mode == AUTH_XSOAR_APP and '@' in auth_id:
         auth_id, token_url = auth_id.split('@', 1)
     return AuthSettings(mode=mode, client_id=auth_id.strip(), tenant_id=tenant_id.strip(), secret=key,
                         certificate_thumbprint=thumbprint, private_key=normalize_private_key(private_key) if private_key else '',
@@ -581,7 +581,7 @@ class TokenManager:
 
 
 TOKEN_PROVIDERS: dict[str, type[TokenProvider]] = {
-    AUTH_ORACLE_APP: OproxyTokenProvider, AUTH_CLIENT_SECRET: ConfidentialAppTokenProvider,
+    AUTH_XSOAR_APP: OproxyTokenProvider, AUTH_CLIENT_SECRET: ConfidentialAppTokenProvider,
     AUTH_CERTIFICATE: ConfidentialAppTokenProvider, AUTH_MANAGED_IDENTITY: ManagedIdentityTokenProvider,
 }
 

@@ -258,7 +258,7 @@ class TestAuthModes:
 
     def test_id_token_key_select_the_cortex_xsoar_application(self):
         settings = mgm.auth_settings_from_params(oproxy_params())
-        assert settings.mode == mgm.AUTH_ORACLE_APP
+        assert settings.mode == mgm.AUTH_XSOAR_APP
         assert (settings.client_id, settings.tenant_id, settings.secret) == (OPROXY_ID, OPROXY_TOKEN, OPROXY_KEY)
         assert settings.oproxy_token_url == OPROXY_URL
 
@@ -275,7 +275,7 @@ class TestAuthModes:
     def test_legacy_hidden_parameters_are_used_when_credentials_are_empty(self, legacy):
         settings = mgm.auth_settings_from_params({'url': WORLDWIDE, 'creds_auth_id': creds(), 'creds_tenant_id': creds(),
                                                   'credentials': creds(), **legacy})
-        assert settings.mode == mgm.AUTH_ORACLE_APP
+        assert settings.mode == mgm.AUTH_XSOAR_APP
         assert (settings.client_id, settings.tenant_id, settings.secret) == ('legacy-id', 'legacy-token', 'bGVnYWN5LWtleQ==')
 
     def test_credentials_parameters_win_over_legacy_ones(self):
