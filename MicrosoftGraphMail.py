@@ -2090,24 +2090,32 @@ def read_changes(client: GraphClient, state: FetchState, settings: FetchSettings
             raise
 
 
-def ensure_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
-    """Resolves the folder path once and caches its id; re-resolves it when Graph no longer knows the id."""
+def relocate_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
+    """Graph no longer knows the cached folder id: resolve the path again (the folder may have been recreated)."""
+    try:
+        folder_id = resolve_folder(client, settings.mailbox, settings.folder)
+    except MailError:
+        raise MailError(f"The fetch folder '{settings.folder}' no longer exists in mailbox {settings.mailbox} "
+                        "(it was deleted or renamed): fix 'Name of the folder' (folder_to_fetch).") from None
+    if folder_id == state.folder_id:
+        raise MailError(f"The fetch folder '{settings.folder}' of mailbox {settings.mailbox} cannot be read.")
+    overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
+    state.folder_id, state.cursor = folder_id, ''
+    state.initial_bound = state.window_start = restart_point(state, settings, overlap)
+
+
+def find_new_mail(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
+    """Resolves the folder path once (its id is cached), then reads the changes. The cached id is not checked
+    separately: a 404 from the change query says the folder is gone, and only then is the path resolved again."""
     if not state.folder_id:
         state.folder_id = resolve_folder(client, settings.mailbox, settings.folder)
-        return
     try:
-        client.get(f'{user_path(settings.mailbox)}/mailFolders/{encode_id(state.folder_id)}', params={'$select': 'id'})
+        read_changes(client, state, settings)
     except GraphError as exc:
         if exc.status != 404:
             raise
-        try:
-            folder_id = resolve_folder(client, settings.mailbox, settings.folder)
-        except MailError:
-            raise MailError(f"The fetch folder '{settings.folder}' no longer exists in mailbox {settings.mailbox} "
-                            "(it was deleted or renamed): fix 'Name of the folder' (folder_to_fetch).") from None
-        overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
-        state.folder_id, state.cursor = folder_id, ''
-        state.initial_bound = state.window_start = restart_point(state, settings, overlap)
+        relocate_fetch_folder(client, state, settings)
+        read_changes(client, state, settings)
 
 
 def html_to_text(html: str) -> str:
@@ -2267,8 +2275,7 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
         raise MailError("Parameter 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
     state = fetch_state_from_last_run(last_run, settings, client.endpoints.supports_message_delta, utc_now())
     try:
-        ensure_fetch_folder(client, state, settings)
-        read_changes(client, state, settings)
+        find_new_mail(client, state, settings)
     except (ThrottledError, TransportError, GraphError) as exc:
         transient = not isinstance(exc, GraphError) or exc.status >= 500
         if not (state.pending and transient):

@@ -516,8 +516,10 @@ class TestFirstRunAndDelta:
         assert feed.run() == [mail_id(2)]
         later = fake.calls[first_run_calls:]
         assert not [c for c in later if c.path.endswith('/childFolders')], 'the path was resolved again'
-        assert [c.path for c in later if re.search(r'/mailFolders/[^/]+$', c.path)] == \
-            [f'/users/{USER}/mailFolders/{seg(PHISH_ID)}']
+        assert not [c for c in later if re.search(r'/mailFolders/[^/]+$', c.path)], \
+            'the cached id is not checked separately: the delta request itself fails when the folder is gone'
+        assert [c.path for c in later if c.path.endswith('/messages/delta')] == \
+            [f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta']
 
     def test_first_delta_request_asks_for_ids_and_arrival_times_of_new_mail_only(self, client, fake):
         fake.deliver(mail(1, at(minutes=30)))
@@ -1142,7 +1144,8 @@ class TestFolder:
         assert feed.run() == [mail_id(2)]
         assert feed.last_run['folder_id'] == NEW_PHISH_ID
         run_calls = fake.calls[calls_before:]
-        assert [c.status for c in run_calls if c.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'] == [404]
+        assert [c.status for c in run_calls
+                if c.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'] == [404]
         assert [c.path for c in run_calls if c.path.endswith('/childFolders')]
         restart = [c for c in run_calls if c.path.endswith('/messages/delta')][-1]
         assert restart.path == f'/users/{USER}/mailFolders/{seg(NEW_PHISH_ID)}/messages/delta'
