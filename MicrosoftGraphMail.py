@@ -1513,6 +1513,9 @@ def delete_rule_command(client: GraphClient, args: dict) -> dict:
 INLINE_ATTACHMENT_MAX_BYTES = 3 * 1024 * 1024      # Graph takes attachments below 3 MB in the message JSON
 UPLOAD_ATTACHMENT_MAX_BYTES = 150 * 1024 * 1024    # larger ones go through an upload session, up to 150 MB
 UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+# Files are combined into one JSON request (sendMail, a draft) only while their base64 form and the body fit
+# about 4 MB. Graph does not document the exact limit; its guidance implies a lone file under 3 MiB fits.
+JSON_ATTACHMENT_BUDGET_BYTES = 4 * 1024 * 1024 + 32 * 1024
 MAX_CUSTOM_HEADERS = 5
 EMAIL_ADDRESS = re.compile(r'^[^@\s<>(),;:"\[\]]+@[^@\s<>(),;:"\[\]]+\.[^@\s<>(),;:"\[\]]+$')
 DATA_URI_IMAGE = re.compile(r'(<img\b[^>]*?\bsrc\s*=\s*["\'])data:image/([a-zA-Z0-9.+-]+);base64,([^"\']+)(["\'])', re.I)
@@ -1555,6 +1558,11 @@ class OutgoingAttachment:
     @property
     def needs_upload_session(self) -> bool:
         return self.size >= INLINE_ATTACHMENT_MAX_BYTES
+
+    @property
+    def encoded_size(self) -> int:
+        """Its share of a JSON request: base64 grows the bytes by a third, plus the attachment's fields."""
+        return 4 * ((self.size + 2) // 3) + len(self.name) + len(self.content_id) + 200
 
 
 def parse_recipients(args: dict, name: str) -> list[dict]:
@@ -1642,9 +1650,11 @@ class OutgoingMail:
 
     @property
     def needs_draft(self) -> bool:
-        """Attachments that do not fit one JSON request need a draft and upload sessions."""
-        total = sum(a.size for a in self.attachments)
-        return any(a.needs_upload_session for a in self.attachments) or total >= INLINE_ATTACHMENT_MAX_BYTES
+        """Attachments that do not fit one JSON request go through a draft (and upload sessions)."""
+        if not self.attachments:
+            return False
+        encoded = len(self.message['body']['content'].encode()) + sum(a.encoded_size for a in self.attachments)
+        return any(a.needs_upload_session for a in self.attachments) or encoded > JSON_ATTACHMENT_BUDGET_BYTES
 
 
 def compose_mail(client: GraphClient, args: dict, require_recipients: bool = True) -> OutgoingMail:
@@ -1733,13 +1743,14 @@ def discard_draft(client: GraphClient, draft_path: str, draft: dict) -> str:
         return f'Deleting the draft {draft["id"]} failed too ({cleanup_error}); delete it by hand. Nothing was sent.'
 
 
-def split_for_draft(attachments: list) -> tuple[list, list]:
-    """Small attachments ride in the draft's JSON while they fit; the rest are added to the draft."""
-    in_json, later, total = [], [], 0
-    for attachment in attachments:
-        if not attachment.needs_upload_session and total + attachment.size < INLINE_ATTACHMENT_MAX_BYTES:
+def split_for_draft(mail: 'OutgoingMail') -> tuple[list, list]:
+    """Small attachments ride in the draft's JSON while they fit; the rest are added to the draft one by one."""
+    in_json, later = [], []
+    total = len(mail.message['body']['content'].encode())
+    for attachment in mail.attachments:
+        if not attachment.needs_upload_session and total + attachment.encoded_size <= JSON_ATTACHMENT_BUDGET_BYTES:
             in_json.append(attachment)
-            total += attachment.size
+            total += attachment.encoded_size
         else:
             later.append(attachment)
     return in_json, later
@@ -1747,7 +1758,7 @@ def split_for_draft(attachments: list) -> tuple[list, list]:
 
 def send_through_draft(client: GraphClient, create_path: str, payload: dict, mail: OutgoingMail, send: bool) -> dict:
     """Creates a draft (new mail, createReply or createForward), attaches everything, and optionally sends."""
-    in_json, later = split_for_draft(mail.attachments)
+    in_json, later = split_for_draft(mail)
     wrapped = 'message' in payload
     message = dict(payload['message'] if wrapped else payload)
     if in_json:
@@ -1764,8 +1775,9 @@ def flatten_recipients(recipients: Optional[list]) -> list[str]:
 def sent_mail_context(message: dict, message_id: str, status: str) -> dict:
     """The existing integration's MicrosoftGraph.Email keys, plus the id when Graph gave one and a status."""
     body = message.get('body', {}).get('content', '')
+    preview = html_to_text(body) if message.get('body', {}).get('contentType') == 'HTML' else body
     context = {'internetMessageHeaders': message.get('internetMessageHeaders', []), 'body': body,
-               'bodyPreview': body[:255], 'subject': message.get('subject', ''), 'flag': message.get('flag'),
+               'bodyPreview': preview[:255], 'subject': message.get('subject', ''), 'flag': message.get('flag'),
                'importance': message.get('importance'), 'Status': status,
                **{k: flatten_recipients(message.get(k)) for k in ('toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo')}}
     if message_id:

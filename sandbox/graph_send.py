@@ -28,8 +28,9 @@ import mimetypes
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .content import CHUNK_SIZE
 from .context import SandboxContext
@@ -38,11 +39,21 @@ from .factory import build_attachment, build_message
 from .graph_mail import MESSAGE_BASES, USER, apply_message_patch
 from .odata import Prefer, parse_prefer
 from .routing import Kind, Router
-from .store import FILE, Attachment, Mailbox, MailStore, Message, Recipient, default_headers
+from .store import (
+    FILE,
+    Attachment,
+    Mailbox,
+    MailStore,
+    Message,
+    Recipient,
+    default_headers,
+)
 from .views import View, attachment_json, message_json, text_to_html
 
 MB = 1024 * 1024
-MAX_REQUEST_BYTES = 4 * MB  # JSON bodies of sendMail, create message, add attachment
+# JSON bodies of sendMail, create message, add attachment. Graph does not document the exact limit; Microsoft's
+# guidance (files under 3 MB may be posted) implies a lone file just under 3 MiB, base64-encoded, fits.
+MAX_REQUEST_BYTES = 4 * MB + 64 * 1024
 MAX_POSTED_ATTACHMENT_BYTES = 3 * MB  # larger files need an upload session
 MIN_UPLOAD_BYTES = 3 * MB  # Graph refuses upload sessions for smaller files
 MAX_UPLOAD_BYTES = 150 * MB
@@ -52,11 +63,11 @@ SESSION_LIFETIME = dt.timedelta(minutes=30)
 HISTORY_LIMIT = 200
 
 UPLOAD = "/upload/{session}"
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.I)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 # Names default_headers() writes itself; anything else on a message was given by the client.
 _TRANSPORT_HEADERS = {"received", "authentication-results", "from", "to", "subject", "date", "message-id",
                       "mime-version", "x-ms-exchange-organization-scl"}
-_BODY_OF_HTML = re.compile(r"<body[^>]*>(.*)</body>", re.I | re.S)
+_BODY_OF_HTML = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 
 
 # --- upload bookkeeping -------------------------------------------------------------------------
@@ -114,6 +125,17 @@ class SendState:
         with self.lock:
             self.sessions[session.id] = session
 
+    def purge(self, store: MailStore) -> None:
+        """Forget sessions that expired or whose draft is gone (sent, deleted, or the store was reset)."""
+        now = utc_now()
+        with self.lock:
+            sessions = list(self.sessions.values())
+        for session in sessions:
+            if now > session.expires:
+                self.close(session, "expired")
+            elif not _draft_exists(store, session):
+                self.close(session, "abandoned")
+
     def get(self, session_id: str) -> UploadSession | None:
         with self.lock:
             return self.sessions.get(session_id)
@@ -122,6 +144,14 @@ class SendState:
         with self.lock:
             self.sessions.pop(session.id, None)
             self.history.append(session.record(status))
+
+
+def _draft_exists(store: MailStore, session: UploadSession) -> bool:
+    with store.lock:
+        try:
+            return store.message(store.user(session.user_id), session.message_id).is_draft
+        except GraphError:
+            return False
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -282,7 +312,7 @@ class SendApi:
 
     def _new_draft(self, mailbox: Mailbox, **fields: Any) -> Message:
         message = self.store.new_message(mailbox, is_draft=True, is_read=True, **fields)
-        message.sent = message.received  # Graph reports sentDateTime = createdDateTime on drafts
+        message.sent = message.received  # an unsent draft: both times are its creation time
         return message
 
     def _message_payload(self, mailbox: Mailbox, message: Message, prefer: Prefer, status: int = 200) -> Response:
@@ -291,7 +321,7 @@ class SendApi:
         return Response.json(payload, status, headers=prefer.applied())
 
     # --- delivery ----------------------------------------------------------------------------
-    def _deliver(self, sender: Mailbox, message: Message, now: dt.datetime) -> None:
+    def _deliver(self, message: Message, now: dt.datetime) -> None:
         """One Inbox copy per sandbox mailbox among the recipients (bcc included, but not shown)."""
         seen: set[str] = set()
         extra = client_headers(message)
@@ -326,7 +356,7 @@ class SendApi:
         message.is_draft, message.is_read = False, True
         message.sent = message.received = now
         message.headers = default_headers(message, client_headers(message))
-        self._deliver(mailbox, message, now)
+        self._deliver(message, now)
         sent_items = self.store.folder(mailbox, "sentitems")
         if message.folder_id is None:
             if save_copy:
@@ -414,6 +444,7 @@ class SendApi:
             raise bad_request(f"The attachment size {size} is above the maximum of {MAX_UPLOAD_BYTES} bytes.",
                               "ErrorAttachmentSizeShouldNotBeGreaterThanMaximumSize")
         prefer = parse_prefer(request.headers)
+        self.state.purge(self.store)
         with self.store.lock:
             mailbox = self._mailbox(request)
             message = self._draft(request, mailbox)
@@ -485,8 +516,11 @@ class SendApi:
                 mailbox = self.store.user(session.user_id)
                 message = self.store.message(mailbox, session.message_id)
             except GraphError:
-                self.state.close(session, "message gone")
+                self.state.close(session, "abandoned")
                 raise
+            if not message.is_draft:
+                self.state.close(session, "abandoned")
+                raise bad_request("The message of this upload session was already sent.", "ErrorInvalidOperation")
             attachment = self.store.new_attachment(
                 mailbox.user_id, FILE, session.name, session.content_type, blob=ChunkedBlob(session.chunks),
                 is_inline=session.is_inline, content_id=session.content_id)

@@ -615,6 +615,14 @@ class TestAttachmentSizes:
         assert [p.headers['Content-Range'] for p in graph.puts()] == ranges
         assert b''.join(p.body for p in graph.puts()) == data
 
+    def test_a_large_body_with_an_attachment_uses_a_draft(self, client, graph, war_room):
+        """Graph limits the JSON request, so the base64 attachment plus the body decide, not the raw file size:
+        a 2.5 MiB file with a 1 MiB HTML body would not fit one sendMail request."""
+        war_room.add('1@1', 'report.pdf', size=2 * MIB + MIB // 2)
+        mgm.send_mail_command(client, sendmail(attachIDs='1@1', htmlBody='<p>' + 'z' * MIB + '</p>'))
+        assert 'POST /sendMail' not in graph.trail()
+        assert graph.trail()[-1].endswith('/send')
+
     def test_small_files_adding_up_to_3_mib_use_a_draft(self, client, graph, war_room):
         """Each file is small, but together they do not fit one request: the first rides in the draft's
         JSON and the next is POSTed to the draft's attachments."""
@@ -895,7 +903,7 @@ class TestSendMailResults:
         assert 'ID' not in context
         assert context == {
             'Status': 'accepted', 'subject': 'Incident 4711: suspicious sign-in',
-            'body': '<p>' + 'y' * 300, 'bodyPreview': ('<p>' + 'y' * 300)[:255],
+            'body': '<p>' + 'y' * 300, 'bodyPreview': ('y' * 300)[:255],
             'toRecipients': ['meganb@contoso.com'], 'ccRecipients': ['alexw@contoso.com'],
             'bccRecipients': ['audit@contoso.com'], 'replyTo': ['secdesk@contoso.com'],
             'internetMessageHeaders': [{'name': 'x-case-id', 'value': '4711'}],
