@@ -1969,9 +1969,18 @@ def id_digest(message_id: str) -> str:
     return hashlib.sha256(message_id.encode()).hexdigest()[:20]
 
 
+def epoch_of(graph_time: str) -> int:
+    return int(parse_graph_time(graph_time).timestamp()) if graph_time else 0
+
+
 @dataclass
 class FetchState:
-    """What one fetch hands to the next through the platform's last run."""
+    """What one fetch hands to the next through the platform's last run.
+
+    `seen` holds [id digest, receivedDateTime epoch] of recently ingested mail (at most FETCH_SEEN_CAP);
+    `window_floor` is the first-fetch time of this folder: nothing received before it is fetched unless it
+    arrives in the folder later.
+    """
     mailbox: str = ''
     folder: str = ''
     folder_id: str = ''
@@ -1980,50 +1989,89 @@ class FetchState:
     initial_bound: str = ''
     window_start: str = ''
     window_floor: str = ''
-    last_received: str = ''
     pending: list = None  # type: ignore[assignment]
     seen: list = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.pending = list(self.pending or [])
-        self.seen = list(self.seen or [])
+        self.seen = [entry if isinstance(entry, list) else [entry, 0] for entry in self.seen or []]
 
     def to_last_run(self) -> dict:
         return {'fetch_state_version': FETCH_STATE_VERSION, 'mailbox': self.mailbox, 'folder': self.folder,
                 'folder_id': self.folder_id, 'mode': self.mode, 'cursor': self.cursor,
                 'initial_bound': self.initial_bound, 'window_start': self.window_start, 'window_floor': self.window_floor,
-                'last_received': self.last_received, 'pending': self.pending, 'seen': self.seen}
+                'pending': self.pending, 'seen': self.seen}
+
+    def start_over(self, bound: str) -> None:
+        """A new round from `bound`: used for a new folder and when the existing integration's state is taken over."""
+        self.cursor, self.pending = '', []
+        self.initial_bound = self.window_start = self.window_floor = bound
+
+    def remember(self, messages: list[dict]) -> None:
+        self.seen = (self.seen + [[id_digest(m['id']), epoch_of(m.get('receivedDateTime') or '')]
+                                  for m in messages])[-FETCH_SEEN_CAP:]
+
+    def restart_point(self) -> str:
+        """The earliest receivedDateTime from which every mail already ingested is still in `seen`: a new round
+        from here loses nothing (a late-moved old mail included) and creates no duplicate."""
+        if len(self.seen) < FETCH_SEEN_CAP or not self.window_floor:
+            return self.window_floor
+        oldest = datetime.fromtimestamp(min(epoch for _, epoch in self.seen), timezone.utc)
+        return max(self.window_floor, format_time(oldest))
 
 
-def fetch_state_from_last_run(last_run: dict, settings: FetchSettings, supports_delta: bool, now: datetime) -> FetchState:
-    """Loads the state, starting over when the mailbox or folder changed or the last run is the old format."""
-    mode = 'delta' if supports_delta else 'window'
+def fetch_state_from_last_run(client: GraphClient, last_run: dict, settings: FetchSettings, now: datetime) -> FetchState:
+    """Loads the state; starts over on a new mailbox; takes over a last run of the existing integration."""
+    mode = 'delta' if client.endpoints.supports_message_delta else 'window'
+    first_fetch = format_time(parse_first_fetch(settings.first_fetch, now))
     if last_run.get('fetch_state_version') == FETCH_STATE_VERSION:
         state = FetchState(**{k: last_run.get(k) for k in FetchState.__dataclass_fields__})
-        if state.mailbox == settings.mailbox and state.folder == settings.folder:
-            if state.mode == 'delta' and not supports_delta:
-                state.mode, state.cursor = 'window', ''
-                state.window_start = state.last_received or state.initial_bound
-            return state
-        bound = format_time(parse_first_fetch(settings.first_fetch, now))
-        return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, seen=state.seen,
-                          initial_bound=bound, window_start=bound, window_floor=bound)
-    # First run, or a last run written by the existing integration: continue after its `time` cursor.
-    bound = parse_first_fetch(settings.first_fetch, now)
-    previous = (last_run.get('time') or last_run.get('LAST_RUN_TIME') or '').rstrip('Z')
-    if previous:
-        try:
-            bound = parse_graph_time(previous + 'Z')  # its ids below keep that second's mail from coming twice
-        except ValueError:
-            pass
-    seen = [id_digest(i) for i in list(last_run.get('LAST_RUN_IDS') or []) + list(last_run.get('found_incident_ids') or {})]
-    return FetchState(mailbox=settings.mailbox, folder=settings.folder, mode=mode, initial_bound=format_time(bound),
-                      window_start=format_time(bound), window_floor=format_time(bound), seen=seen[-FETCH_SEEN_CAP:])
+        if state.mailbox != settings.mailbox:
+            state = FetchState(mailbox=settings.mailbox, mode=mode, seen=state.seen)
+            state.start_over(first_fetch)
+        elif state.mode == 'delta' and mode == 'window':
+            state.mode, state.cursor, state.window_start = 'window', '', state.restart_point()
+        return state
+    state = FetchState(mailbox=settings.mailbox, mode=mode)
+    state.start_over(first_fetch)
+    if last_run.get('time') or last_run.get('LAST_RUN_TIME'):
+        take_over_legacy_last_run(client, state, last_run)
+    return state
+
+
+def take_over_legacy_last_run(client: GraphClient, state: FetchState, last_run: dict) -> None:
+    """Continues where the existing integration stopped: from its `time` cursor, skipping the mail it ingested.
+
+    Its ids are regular ids, ours immutable: they are translated so the mail of that last second is recognised.
+    Where translation is not available, fetch starts one second later, as the existing integration would have.
+    """
+    previous = (last_run.get('time') or last_run.get('LAST_RUN_TIME') or '').rstrip('Z') + 'Z'
+    try:
+        cursor = parse_graph_time(previous)
+    except ValueError:
+        return
+    legacy_ids = list(dict.fromkeys(list(last_run.get('LAST_RUN_IDS') or []) + list(last_run.get('found_incident_ids') or {})))
+    translated = translate_to_immutable_ids(client, state.mailbox, legacy_ids) if legacy_ids else {}
+    if legacy_ids and not translated:
+        cursor += timedelta(seconds=1)
+    state.start_over(format_time(cursor))
+    known = legacy_ids + list(translated.values())
+    state.seen = [[id_digest(i), int(cursor.timestamp())] for i in known][-FETCH_SEEN_CAP:]
+
+
+def translate_to_immutable_ids(client: GraphClient, user: str, rest_ids: list[str]) -> dict[str, str]:
+    try:
+        answer = client.post(f'{user_path(user)}/translateExchangeIds', {
+            'inputIds': rest_ids[:1000], 'sourceIdType': 'restId', 'targetIdType': 'restImmutableEntryId'})
+    except GraphError as exc:
+        demisto.info(f'Ids of the previous integration could not be translated ({exc.code}).')
+        return {}
+    return {item['sourceId']: item['targetId'] for item in answer.get('value', []) if item.get('targetId')}
 
 
 def remember_candidates(state: FetchState, items: list[dict], bound: Optional[datetime]) -> None:
     """Adds new (not ingested, not queued) mail to the pending queue in arrival order."""
-    known = set(state.seen) | {id_digest(p['id']) for p in state.pending}
+    known = {digest for digest, _ in state.seen} | {id_digest(p['id']) for p in state.pending}
     for item in items:
         if '@removed' in item or not item.get('id') or id_digest(item['id']) in known:
             continue
@@ -2037,10 +2085,8 @@ def remember_candidates(state: FetchState, items: list[dict], bound: Optional[da
 
 def read_delta_changes(client: GraphClient, state: FetchState) -> None:
     """Follows the delta cursor to the end of the round, or until the pending queue is full."""
-    user = state.mailbox
     if not state.cursor:
-        state.cursor = ''
-        url = f'{user_path(user)}/mailFolders/{encode_id(state.folder_id)}/messages/delta'
+        url = f'{user_path(state.mailbox)}/mailFolders/{encode_id(state.folder_id)}/messages/delta'
         params: Optional[dict] = {'$select': 'id,receivedDateTime', 'changeType': 'created'}
     else:
         url, params = state.cursor, None
@@ -2075,12 +2121,6 @@ def read_window_changes(client: GraphClient, state: FetchState, overlap: timedel
         url, query = page.get('@odata.nextLink'), None
 
 
-def restart_point(state: FetchState, settings: FetchSettings, overlap: timedelta) -> str:
-    if state.last_received:
-        return format_time(parse_graph_time(state.last_received) - overlap)
-    return state.initial_bound or format_time(parse_first_fetch(settings.first_fetch, utc_now()))
-
-
 def read_changes(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
     overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
     if state.mode == 'window':
@@ -2090,44 +2130,53 @@ def read_changes(client: GraphClient, state: FetchState, settings: FetchSettings
         read_delta_changes(client, state)
     except GraphError as exc:
         if exc.status == 410 or exc.code.lower() in ('syncstatenotfound', 'syncstateinvalid', 'resyncrequired'):
-            # The delta token expired: start a new round from just before the last ingested mail.
-            state.cursor, state.initial_bound = '', restart_point(state, settings, overlap)
+            # The delta token expired: a new round from the point the seen set still covers.
+            state.cursor, state.initial_bound = '', state.restart_point()
             read_delta_changes(client, state)
         elif exc.status in (400, 501) and 'delta' in exc.graph_message.lower():
             demisto.info(f'Message delta is not available ({exc.code}); fetching by receivedDateTime instead.')
-            state.mode, state.cursor = 'window', ''
-            state.window_start = restart_point(state, settings, overlap)
+            state.mode, state.cursor, state.window_start = 'window', '', state.restart_point()
             read_window_changes(client, state, overlap)
         else:
             raise
 
 
-def relocate_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
-    """Graph no longer knows the cached folder id: resolve the path again (the folder may have been recreated)."""
+def track_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings, now: datetime) -> None:
+    """Resolves the configured path on every run (one request per folder below a well-known one).
+
+    The same folder keeps its cursor. A different folder at the path (a changed parameter, or a folder deleted and
+    created again) starts a new round from first_fetch. When the path no longer resolves, the cached folder is
+    looked up: renamed or moved, it is still fetched by its id; deleted (in Deleted Items) or gone, it is an error,
+    so a deleted folder is never read silently."""
     try:
         folder_id = resolve_folder(client, settings.mailbox, settings.folder)
-    except MailError:
-        raise MailError(f"The fetch folder '{settings.folder}' no longer exists in mailbox {settings.mailbox} "
-                        "(it was deleted or renamed): fix 'Name of the folder' (folder_to_fetch).") from None
-    if folder_id == state.folder_id:
-        raise MailError(f"The fetch folder '{settings.folder}' of mailbox {settings.mailbox} cannot be read.")
-    overlap = timedelta(minutes=max(settings.look_back_minutes, FETCH_WINDOW_OVERLAP_MINUTES))
-    state.folder_id, state.cursor = folder_id, ''
-    state.initial_bound = state.window_start = restart_point(state, settings, overlap)
+    except GraphError:
+        raise
+    except MailError as exc:
+        if state.folder_id and folder_is_live(client, state.mailbox, state.folder_id):
+            demisto.info(f"The fetch folder path '{settings.folder}' no longer resolves ({exc}); fetching the same "
+                         "folder by its id. Update 'Name of the folder' (folder_to_fetch) to its new path.")
+            return
+        raise MailError(f"The fetch folder '{settings.folder}' was not found in mailbox {settings.mailbox} ({exc}) "
+                        "It was deleted: fix 'Name of the folder' (folder_to_fetch).") from None
+    if folder_id != state.folder_id:
+        if state.folder_id:
+            state.start_over(format_time(parse_first_fetch(settings.first_fetch, now)))
+        state.folder_id = folder_id
+    state.folder = settings.folder
 
 
-def find_new_mail(client: GraphClient, state: FetchState, settings: FetchSettings) -> None:
-    """Resolves the folder path once (its id is cached), then reads the changes. The cached id is not checked
-    separately: a 404 from the change query says the folder is gone, and only then is the path resolved again."""
-    if not state.folder_id:
-        state.folder_id = resolve_folder(client, settings.mailbox, settings.folder)
+def folder_is_live(client: GraphClient, user: str, folder_id: str) -> bool:
+    """True when the folder still exists outside Deleted Items (it was renamed or moved)."""
+    folders = f'{user_path(user)}/mailFolders'
     try:
-        read_changes(client, state, settings)
+        parent = client.get(f'{folders}/{encode_id(folder_id)}', params={'$select': 'id,parentFolderId'})['parentFolderId']
+        deleted_items = client.get(f'{folders}/deleteditems', params={'$select': 'id'})['id']
     except GraphError as exc:
-        if exc.status != 404:
-            raise
-        relocate_fetch_folder(client, state, settings)
-        read_changes(client, state, settings)
+        if exc.status == 404:
+            return False
+        raise
+    return parent != deleted_items
 
 
 def html_to_text(html: str) -> str:
@@ -2285,9 +2334,11 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
     """Turns new mail of the fetch folder into incidents, each mail exactly once."""
     if not settings.mailbox:
         raise MailError("Parameter 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
-    state = fetch_state_from_last_run(last_run, settings, client.endpoints.supports_message_delta, utc_now())
+    now = utc_now()
+    state = fetch_state_from_last_run(client, last_run, settings, now)
     try:
-        find_new_mail(client, state, settings)
+        track_fetch_folder(client, state, settings, now)
+        read_changes(client, state, settings)
     except (ThrottledError, TransportError, GraphError) as exc:
         transient = not isinstance(exc, GraphError) or exc.status >= 500
         if not (state.pending and transient):
@@ -2301,9 +2352,7 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
         incidents.append(build_incident(email_data, message.get('bodyPreview') or '', settings.full_body))
     done = {m['id'] for m in messages} | set(gone)
     state.pending = [p for p in state.pending if p['id'] not in done]
-    state.seen = (state.seen + [id_digest(m['id']) for m in messages])[-FETCH_SEEN_CAP:]
-    received = [m.get('receivedDateTime') for m in messages if m.get('receivedDateTime')]
-    state.last_received = max([state.last_received, *received]) if received else state.last_received
+    state.remember(messages)
     if settings.mark_read and messages:
         try:
             mark_as_read(client, state.mailbox, [m['id'] for m in messages])

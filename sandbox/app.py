@@ -28,6 +28,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "sandbox.graph_delta",
     "sandbox.graph_batch",
     "sandbox.graph_send",
+    "sandbox.graph_ids",
 )
 
 # Fixed, obviously fake credentials (key material is generated per start).
