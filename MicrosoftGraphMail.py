@@ -313,7 +313,7 @@ class FetchSettings:
     legacy_name: bool = False
 
     @classmethod
-    def from_params(cls, params: dict) -> 'FetchSettings':
+    def from_params(cls: type['FetchSettings'], params: dict) -> 'FetchSettings':
         def number(name: str, default: int, minimum: int, maximum: int) -> int:
             value = params.get(name)
             try:
