@@ -39,7 +39,6 @@ TOKEN_REFRESH_MARGIN_SECONDS = 300
 CONTEXT_AUTH_KEY = 'auth'
 
 # Retries: Graph asks clients to honour Retry-After; without one we back off exponentially.
-RETRY_STATUSES = frozenset({429, 503, 504})
 MAX_RETRY_ATTEMPTS = 8
 RETRY_WAIT_BUDGET_SECONDS = 120.0
 BACKOFF_BASE_SECONDS = 1.0
@@ -49,7 +48,6 @@ IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'})
 BATCH_MAX_REQUESTS = 20
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
-PREFER_TEXT_BODY = 'outlook.body-content-type="text"'
 
 
 @dataclass(frozen=True)
