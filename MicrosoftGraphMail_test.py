@@ -1270,6 +1270,16 @@ class TestCommandLine:
         return subprocess.run([sys.executable, MODULE_PATH, *argv], cwd=folder, env=env, capture_output=True, check=False,
                               text=True, timeout=120)
 
+    @pytest.mark.parametrize('content, expected', [
+        (None, 'cannot read the file'), ('{not json', 'not valid JSON'), ('[1, 2]', 'expected a JSON object')])
+    def test_an_unusable_params_file_is_a_one_line_error(self, tmp_path, content, expected):
+        if content is not None:
+            (tmp_path / 'p.json').write_text(content)
+        done = self.run_cli(tmp_path, 'test-module', '--params', 'p.json')
+        assert done.returncode == 1
+        assert '--params p.json' in done.stderr and expected in done.stderr
+        assert 'Traceback' not in done.stderr
+
     def test_auth_reset_prints_one_json_document_and_clears_the_state(self, tmp_path):
         (tmp_path / 'p.json').write_text(json.dumps(oproxy_params()))
         (tmp_path / 's.json').write_text(json.dumps({'integration_context': {'auth': {'access_token': 'old'}},

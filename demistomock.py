@@ -237,6 +237,19 @@ def _resolve_env_references(value: Any) -> Any:
     return value
 
 
+def _read_json_file(path: str, option: str) -> dict:
+    try:
+        with open(path, encoding='utf-8') as handle:
+            document = json.load(handle)
+    except OSError as exc:
+        raise SystemExit(f'{option} {path}: cannot read the file ({exc.strerror})') from None
+    except ValueError as exc:
+        raise SystemExit(f'{option} {path}: not valid JSON ({exc})') from None
+    if not isinstance(document, dict):
+        raise SystemExit(f'{option} {path}: expected a JSON object of instance parameters')
+    return document
+
+
 def _parse_command_line(argv: list) -> None:
     options = {'--params': None, '--state': DEFAULT_STATE_FILE, '--out': DEFAULT_OUT_DIR}
     positional = []
@@ -265,12 +278,14 @@ def _parse_command_line(argv: list) -> None:
             raise SystemExit(f'argument "{pair}" is not name=value\n{USAGE}')
         _runtime.args[name] = value
     if options['--params']:
-        with open(options['--params'], encoding='utf-8') as handle:
-            _runtime.params = _resolve_env_references(json.load(handle))
+        _runtime.params = _resolve_env_references(_read_json_file(options['--params'], '--params'))
     _runtime.state_path = os.path.abspath(options['--state'])
     _runtime.out_dir = os.path.abspath(options['--out'])
     os.makedirs(_runtime.out_dir, exist_ok=True)
-    _runtime.state.update(_read_state_file())
+    try:
+        _runtime.state.update(_read_state_file())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f'--state {options["--state"]}: not a readable state file ({exc})') from None
     # The integration writes file results into the working directory, as it does inside XSOAR.
     os.chdir(_runtime.out_dir)
 
