@@ -9,9 +9,14 @@ fetch makes the way Microsoft documents them:
 - `$batch` (learn.microsoft.com/graph/json-batching): at most 20 requests, relative URLs, answers in any order,
   each item with its own status and Retry-After;
 - message and attachment reads (with `$select` honoured), `/$value` downloads, PATCH isRead;
-- the `receivedDateTime` window listing used where delta is unavailable (21Vianet).
+- the `receivedDateTime` window listing used where delta is unavailable (21Vianet);
+- folders: well-known names, `childFolders` lookups by `displayName`, `GET mailFolders/{id}` with `$select`;
+  deleting a folder moves it into Deleted Items (where its id and delta still work), as Graph does;
+- `translateExchangeIds` (learn.microsoft.com/graph/api/user-translateexchangeids) from regular to immutable ids.
 
-Mail ids look like Exchange immutable ids, with '/', '+' and '='. Time is frozen at NOW.
+Every mail has an immutable id (returned when the request carries Prefer: IdType="ImmutableId", as fetch's do) and
+a regular id that changes when the mail moves (what the existing integration stored). Both look like Exchange
+ids, with '/', '+' and '='. Time is frozen at NOW.
 The background is anchor-xsoar.md §3 (the incident shape we keep) and §8/§9 (the lost and duplicated mail of
 the existing integration that these tests guard against).
 """
@@ -42,7 +47,17 @@ FIXTURE = load_json('fetch/message.json')
 PHISH_FOLDER = load_json('fetch/child_folders_phishing.json')['value'][0]
 PHISH_ID = PHISH_FOLDER['id']
 NEW_PHISH_ID = PHISH_ID.replace('/cVUAAA=', '/zZ9AAA=')  # the id of a folder recreated under the same path
+FOLDER_ID_PREFIX = PHISH_ID[:-len('AAEy/cVUAAA=')]
+INBOX_ID = PHISH_FOLDER['parentFolderId']
+ROOT_ID = FOLDER_ID_PREFIX + 'AAAAAEIAAA='
+DELETED_ITEMS_ID = FOLDER_ID_PREFIX + 'AAAAAEKAAA='
+# Regular (restId) message ids: what Graph returns without Prefer: IdType="ImmutableId"; they change on a move.
+REGULAR_ID_PREFIX = ('AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OABGAAAAAAAiQ8W967B7TKBjgx9rV'
+                     'EURBwAiIsqMbYjsT5e/T7KzowPTAAEy/cVUAAAiIsqMbYjsT5e/T7KzowPTAA')
+# The existing integration's last run: its `time` and Graph's regular ids of the mail it ingested.
 LEGACY_LAST_RUN = load_json('fetch/legacy_last_run.json')
+LEGACY_LAST_ID = LEGACY_LAST_RUN['LAST_RUN_IDS'][0]
+LEGACY_FOUND_ID = next(i for i in LEGACY_LAST_RUN['found_incident_ids'] if i != LEGACY_LAST_ID)
 
 PDF_ID, ZIP_ID, ITEM_ID, PNG_ID, REF_ID = (a['id'] for a in FIXTURE['attachments'])
 PDF_BYTES = (b'%PDF-1.4\n%\xe2\xe3\xcf\xd3\n' + bytes(range(256)) * 16)[:4096]
@@ -186,23 +201,33 @@ def split_url(url: str) -> tuple[str, dict]:
 
 
 class FakeGraph:
-    """One mailbox with one fetch folder (Inbox/Phishing), answering from Python dicts."""
+    """One mailbox: the well-known folders, the fetch folder Inbox/Phishing and the mail, from Python dicts.
+
+    Like Exchange, every message has an immutable id (what fetch asks for with Prefer: IdType="ImmutableId") and a
+    regular id that changes when the message moves to another folder (what the existing integration stored).
+    Deleting a folder moves it, with its mail, into Deleted Items, where its id and delta still work.
+    """
 
     def __init__(self, requests_mock: Any, host: str = WORLDWIDE, user: str = USER):
         self.host = host
         self.base = f'{host}/v1.0'
         self.user = user
-        self.folder_id: str | None = PHISH_ID
-        self.folder_name = 'Phishing'
-        self.store: dict[str, dict] = {}        # every message of the mailbox (message reads are mailbox-wide)
-        self.folder: list[str] = []             # ids in the fetch folder, in arrival order
-        self.events: list[tuple[str, str]] = []  # ('created' | 'removed', id): what delta reports
+        self.folders: dict[str, dict] = {}      # folder id -> {'id', 'displayName', 'parentFolderId'}
+        self.well_known = {'msgfolderroot': ROOT_ID, 'inbox': INBOX_ID, 'deleteditems': DELETED_ITEMS_ID}
+        for folder_id, name, parent in [(ROOT_ID, 'Top of Information Store', ''), (INBOX_ID, 'Inbox', ROOT_ID),
+                                        (DELETED_ITEMS_ID, 'Deleted Items', ROOT_ID), (PHISH_ID, 'Phishing', INBOX_ID)]:
+            self.add_folder(folder_id, name, parent)
+        self.fetch_folder = PHISH_ID            # where deliver() and move_in() put mail
+        self.store: dict[str, dict] = {}        # every message of the mailbox by immutable id (reads are mailbox-wide)
+        self.mail_in: dict[str, list[str]] = defaultdict(list)              # folder id -> ids in arrival order
+        self.events: dict[str, list[tuple[str, str]]] = defaultdict(list)   # folder id -> what its delta reports
+        self.regular: dict[str, str] = {}       # immutable id -> current regular id
         self.contents: dict[str, bytes] = {}    # attachment id -> bytes
-        self.generation = 0                     # bumps when the folder is recreated
         self.token_epoch = 0                    # tokens issued before this epoch are expired
         self.expired_answer: tuple | None = None
         self.max_page: int | None = None     # the service may return fewer items than maxpagesize
         self.delta_fails: tuple | None = None
+        self.translate_fails: tuple | None = None
         self.script: dict[str, list] = defaultdict(list)  # id -> answers given once, before the normal one
         self.failing: dict[str, tuple] = {}     # id -> answer given every time
         self.patch_item_answer: tuple | None = None
@@ -212,47 +237,83 @@ class FakeGraph:
         self.batch_items: list[Call] = []       # every request inside a $batch
         self.delta_answers: list[dict] = []
         self._links: dict[str, dict] = {}
-        self._by_segment: dict[str, str] = {}
+        self._by_segment: dict[str, str] = {}   # immutable id as a path segment -> immutable id
+        self._regular_serial = 0
         requests_mock.register_uri(requests_mock_module.ANY, re.compile('^' + re.escape(host) + '/'),
                                    content=self._on_request)
 
     # ---------------------------------------------------------------- what happens in the mailbox
-    def deliver(self, message: dict, contents: dict | None = None) -> str:
-        """A mail arrives in (or is moved into) the fetch folder."""
+    @property
+    def folder(self) -> list[str]:
+        """The ids in the fetch folder, in arrival order."""
+        return self.mail_in[self.fetch_folder]
+
+    def add_folder(self, folder_id: str, name: str, parent: str) -> None:
+        self.folders[folder_id] = {'id': folder_id, 'displayName': name, 'parentFolderId': parent}
+
+    def deliver(self, message: dict, contents: dict | None = None, regular_id: str | None = None,
+                folder: str | None = None) -> str:
+        """A new mail arrives in the fetch folder (or `folder`)."""
         self.store[message['id']] = message
         self._by_segment[seg(message['id'])] = message['id']
+        self.regular[message['id']] = regular_id or self._new_regular_id()
         self.contents.update(contents or {})
-        self.move_in(message['id'])
+        self._arrive(message['id'], folder or self.fetch_folder)
         return message['id']
 
-    def move_in(self, message_id: str) -> None:
-        self.folder.append(message_id)
-        self.events.append(('created', message_id))
+    def move(self, message_id: str, source: str, target: str | None = None) -> None:
+        """A user or an inbox rule moves a mail from `source` into the fetch folder (or `target`)."""
+        self.move_out(message_id, source)
+        self.move_in(message_id, target)
 
-    def move_out(self, message_id: str) -> None:
-        self.folder.remove(message_id)
-        self.events.append(('removed', message_id))
+    def move_in(self, message_id: str, folder: str | None = None) -> None:
+        """A mail of the mailbox is moved into the fetch folder (or `folder`): same immutable id, new regular id."""
+        self.regular[message_id] = self._new_regular_id()
+        self._arrive(message_id, folder or self.fetch_folder)
+
+    def _arrive(self, message_id: str, folder: str) -> None:
+        self.mail_in[folder].append(message_id)
+        self.events[folder].append(('created', message_id))
+
+    def move_out(self, message_id: str, folder: str | None = None) -> None:
+        folder = folder or self.fetch_folder
+        self.mail_in[folder].remove(message_id)
+        self.events[folder].append(('removed', message_id))
 
     def hard_delete(self, message_id: str) -> None:
         del self.store[message_id]
-        if message_id in self.folder:
-            self.move_out(message_id)
+        for folder, ids in self.mail_in.items():
+            if message_id in ids:
+                self.move_out(message_id, folder)
 
     def replay(self, message_ids: list[str]) -> None:
         """The service reports mail again that it reported before (a replayed page)."""
-        self.events += [('created', m) for m in message_ids]
+        self.events[self.fetch_folder] += [('created', m) for m in message_ids]
 
     def expire_tokens(self, status: int, body: Any) -> None:
         self.token_epoch += 1
         self.expired_answer = (status, {}, body)
 
-    def recreate_folder(self, new_id: str) -> None:
-        self.folder_id, self.folder, self.events = new_id, [], []
-        self.generation += 1
+    def rename_folder(self, name: str) -> None:
+        self.folders[self.fetch_folder]['displayName'] = name
+
+    def move_folder(self, parent: str) -> None:
+        self.folders[self.fetch_folder]['parentFolderId'] = parent
 
     def delete_folder(self) -> None:
-        self.folder_id, self.folder = None, []
-        self.generation += 1
+        """DELETE mailFolders/{id}: Graph moves the folder, with its mail, into Deleted Items."""
+        self.move_folder(DELETED_ITEMS_ID)
+
+    def purge_folder(self) -> None:
+        """The folder is deleted from Deleted Items too: gone for good."""
+        del self.folders[self.fetch_folder]
+
+    def recreate_folder(self, new_id: str) -> None:
+        """The folder is deleted and a folder of the same name is created where it was."""
+        old = self.folders[self.fetch_folder]
+        self.delete_folder()
+        self.add_folder(new_id, old['displayName'], INBOX_ID)
+        self.fetch_folder = new_id
 
     # ---------------------------------------------------------------- what the tests look at
     def direct(self, method: str | None, pattern: str) -> list[Call]:
@@ -263,6 +324,14 @@ class FakeGraph:
 
     def batch_posts(self) -> list[Call]:
         return self.direct('POST', r'^/\$batch$')
+
+    def translate_calls(self) -> list[Call]:
+        return self.direct('POST', r'/translateExchangeIds$')
+
+    def folder_requests(self, calls: list[Call] | None = None) -> list[Call]:
+        """Requests about folders themselves (resolving a path, looking a folder up), not about their mail."""
+        return [c for c in (self.calls if calls is None else calls)
+                if re.search(r'/mailFolders(/[^/]+(/childFolders)?)?$', c.path)]
 
     def message_reads(self, calls: list[Call] | None = None) -> list[str]:
         """Ids of the messages read (in $batch), in request order."""
@@ -314,16 +383,20 @@ class FakeGraph:
         assert call.path.startswith(prefix), f'unexpected Graph request {call.method} {call.path}'
         parts = call.path[len(prefix):].split('/')
         if parts[0] == 'mailFolders' and call.method == 'GET':
-            if parts[1:] == ['inbox', 'childFolders']:
-                return self._child_folders(call)
+            if len(parts) == 1:
+                return self._child_folders('msgfolderroot', call)
+            if parts[2:] == ['childFolders']:
+                return self._child_folders(parts[1], call)
             if len(parts) == 2:
-                return self._folder(parts[1])
+                return self._folder(parts[1], call)
             if parts[2:] == ['messages', 'delta']:
                 return self._delta(parts[1], call)
             if parts[2:] == ['messages']:
                 return self._window(parts[1], call)
+        if parts == ['translateExchangeIds'] and call.method == 'POST':
+            return self._translate(call)
         if parts[0] == 'messages':
-            message_id = self._by_segment.get(parts[1], parts[1])
+            message_id = self._message_id(parts[1])
             if len(parts) == 2 and call.method == 'GET':
                 return self._message(message_id, call)
             if len(parts) == 2 and call.method == 'PATCH':
@@ -334,27 +407,63 @@ class FakeGraph:
                 return self._attachment(message_id, parts[3], value=True)
         raise AssertionError(f'unexpected Graph request {call.method} {call.path}')
 
+    def _new_regular_id(self) -> str:
+        self._regular_serial += 1
+        return f'{REGULAR_ID_PREFIX}{self._regular_serial:06d}AAA='
+
+    def _message_id(self, segment: str) -> str:
+        """Graph reads a message by either of its ids."""
+        if segment in self._by_segment:
+            return self._by_segment[segment]
+        return next((i for i, r in self.regular.items() if seg(r) == segment), segment)
+
+    @staticmethod
+    def _id_form(call: Call, message_id: str, regular: dict[str, str]) -> str:
+        """The id Graph answers with: immutable only when the request asks for it."""
+        return message_id if 'IdType="ImmutableId"' in (call.headers.get('Prefer') or '') else regular[message_id]
+
     def _scripted(self, object_id: str) -> tuple | None:
         if self.script.get(object_id):
             return self.script[object_id].pop(0)
         return self.failing.get(object_id)
 
-    def _folder_json(self) -> dict:
-        return {**PHISH_FOLDER, 'id': self.folder_id, 'displayName': self.folder_name}
+    def _folder_of(self, segment: str) -> str | None:
+        """The id of the folder a path segment names (a well-known name or an id), if it exists."""
+        folder_id = self.well_known.get(segment.lower()) or next((f for f in self.folders if seg(f) == segment), None)
+        return folder_id if folder_id in self.folders else None
 
-    def _child_folders(self, call: Call) -> tuple:
+    def _folder_json(self, folder_id: str, call: Call) -> dict:
+        folder = {**PHISH_FOLDER, **self.folders[folder_id], 'totalItemCount': len(self.mail_in[folder_id]),
+                  'childFolderCount': sum(f['parentFolderId'] == folder_id for f in self.folders.values())}
+        if call.query.get('$select'):
+            folder = {k: v for k, v in folder.items() if k in call.query['$select'].split(',') + ['id']}
+        return folder
+
+    def _child_folders(self, parent_segment: str, call: Call) -> tuple:
+        parent = self._folder_of(parent_segment)
+        if parent is None:
+            return not_found()
         match = re.fullmatch(r"displayName eq '(.*)'", call.query.get('$filter', ''))
         assert match, call.query
         wanted = match.group(1).replace("''", "'")
-        found = self.folder_id and wanted.lower() == self.folder_name.lower()
-        return 200, {}, {'value': [self._folder_json()] if found else []}
+        found = [self._folder_json(f['id'], call) for f in self.folders.values()
+                 if f['parentFolderId'] == parent and f['displayName'].lower() == wanted.lower()]
+        return 200, {}, {'value': found}
 
-    def _folder(self, folder_segment: str) -> tuple:
-        if folder_segment == 'inbox':
-            return 200, {}, {'id': 'AAMkInbox', 'displayName': 'Inbox'}
-        if self.folder_id and folder_segment == seg(self.folder_id):
-            return 200, {}, self._folder_json()
-        return not_found()
+    def _folder(self, folder_segment: str, call: Call) -> tuple:
+        folder = self._folder_of(folder_segment)
+        return (200, {}, self._folder_json(folder, call)) if folder else not_found()
+
+    def _translate(self, call: Call) -> tuple:
+        """translateExchangeIds: ids Graph cannot resolve are left out of the answer."""
+        if self.translate_fails:
+            return self.translate_fails
+        body = call.body
+        assert 1 <= len(body['inputIds']) <= 1000, body
+        assert (body['sourceIdType'], body['targetIdType']) == ('restId', 'restImmutableEntryId'), body
+        owners = {r: i for i, r in self.regular.items()}
+        return 200, {}, {'@odata.context': f'{self.base}/$metadata#Collection(microsoft.graph.convertIdResult)',
+                         'value': [{'sourceId': r, 'targetId': owners[r]} for r in body['inputIds'] if r in owners]}
 
     def _page_size(self, headers: Any) -> int:
         match = re.search(r'odata\.maxpagesize=(\d+)', headers.get('Prefer', ''))
@@ -363,61 +472,68 @@ class FakeGraph:
 
     def _link(self, kind: str, folder_segment: str, state: dict) -> str:
         token = f"{'S' if kind == '$skiptoken' else 'D'}{len(self._links) + 1:04d}aB3xQ"
-        self._links[token] = {**state, 'generation': self.generation, 'epoch': self.token_epoch}
+        self._links[token] = {**state, 'epoch': self.token_epoch}
         folder = urllib.parse.quote(folder_segment, safe='-_=')
         return f'{self.base}/users/{self.user}/mailFolders/{folder}/messages/delta?{kind}={token}'
 
-    def _delta_item(self, kind: str, message_id: str) -> dict:
+    def _delta_item(self, kind: str, message_id: str, call: Call) -> dict:
+        graph_id = self._id_form(call, message_id, self.regular)
         if kind == 'removed':
-            return {'@odata.type': '#microsoft.graph.message', 'id': message_id, '@removed': {'reason': 'deleted'}}
+            return {'@odata.type': '#microsoft.graph.message', 'id': graph_id, '@removed': {'reason': 'deleted'}}
         return {'@odata.type': '#microsoft.graph.message', '@odata.etag': 'W/"CQAAABYAAAAiIsqMbYjsT5e"',
-                'id': message_id, 'receivedDateTime': self.store[message_id]['receivedDateTime']}
+                'id': graph_id, 'receivedDateTime': self.store[message_id]['receivedDateTime']}
 
     def _delta(self, folder_segment: str, call: Call) -> tuple:
         if self.delta_fails:
             return self.delta_fails
-        if not self.folder_id or folder_segment != seg(self.folder_id):
+        folder = self._folder_of(folder_segment)
+        if folder is None:
             return not_found()
+        events, in_folder = self.events[folder], self.mail_in[folder]
         token = call.query.get('$deltatoken') or call.query.get('$skiptoken')
         if token:
             assert set(call.query) in ({'$deltatoken'}, {'$skiptoken'}), 'query options go on the first request only'
             link = self._links[token]
-            if link['epoch'] < self.token_epoch or link['generation'] != self.generation:
+            assert link['folder'] == folder, 'a delta link of another folder'
+            if link['epoch'] < self.token_epoch:
                 return self.expired_answer or answer(410, 'error_sync_state_not_found.json')
-            created_only, end = link['created_only'], len(self.events)
+            created_only, end = link['created_only'], len(events)
             if '$deltatoken' in call.query:
-                items = [self._delta_item(kind, m) for kind, m in self.events[link['end']:]
-                         if (kind == 'created' and m in self.folder) or (kind == 'removed' and not created_only)]
+                items = [self._delta_item(kind, m, call) for kind, m in events[link['end']:]
+                         if (kind == 'created' and m in in_folder) or (kind == 'removed' and not created_only)]
             else:
                 items, end = link['items'], link['end']
         else:
             unknown = set(call.query) - {'$select', 'changeType', '$filter', '$expand'}
             assert not unknown, f'query options Graph does not take on message delta: {unknown}'
-            created_only, end = call.query.get('changeType') == 'created', len(self.events)
-            items = [self._delta_item('created', m) for m in self.folder]
+            created_only, end = call.query.get('changeType') == 'created', len(events)
+            items = [self._delta_item('created', m, call) for m in in_folder]
         size = self._page_size(call.headers)
         page, rest = items[:size], items[size:]
         result: dict = {'@odata.context': f"{self.base}/$metadata#Collection(message)", 'value': page}
+        state = {'folder': folder, 'end': end, 'created_only': created_only}
         if rest:
-            result['@odata.nextLink'] = self._link('$skiptoken', folder_segment,
-                                                   {'items': rest, 'end': end, 'created_only': created_only})
+            result['@odata.nextLink'] = self._link('$skiptoken', folder_segment, {**state, 'items': rest})
         else:
-            result['@odata.deltaLink'] = self._link('$deltatoken', folder_segment,
-                                                    {'end': end, 'created_only': created_only})
+            result['@odata.deltaLink'] = self._link('$deltatoken', folder_segment, state)
         self.delta_answers.append(result)
         return 200, {}, result
 
     def _window(self, folder_segment: str, call: Call) -> tuple:
-        if not self.folder_id or folder_segment != seg(self.folder_id):
+        folder = self._folder_of(folder_segment)
+        if folder is None:
             return not_found()
         match = re.fullmatch(r'receivedDateTime ge (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)', call.query.get('$filter', ''))
         assert match, call.query
         assert call.query.get('$orderby') == 'receivedDateTime asc'
         top, skip = int(call.query.get('$top', 10)), int(call.query.get('$skip', 0))
-        rows = sorted((self.store[m] for m in self.folder if self.store[m]['receivedDateTime'] >= match.group(1)),
+        since = match.group(1)
+        rows = sorted((self.store[m] for m in self.mail_in[folder] if self.store[m]['receivedDateTime'] >= since),
                       key=lambda m: m['receivedDateTime'])
         fields = call.query.get('$select', 'id,receivedDateTime').split(',')
-        result: dict = {'value': [{k: row[k] for k in fields if k in row} for row in rows[skip:skip + top]]}
+        result: dict = {'value': [{**{k: row[k] for k in fields if k in row},
+                                   'id': self._id_form(call, row['id'], self.regular)}
+                                  for row in rows[skip:skip + top]]}
         if skip + top < len(rows):
             query = urllib.parse.urlencode({**call.query, '$skip': skip + top}, quote_via=urllib.parse.quote)
             result['@odata.nextLink'] = f'{self.base}/users/{self.user}/mailFolders/{folder_segment}/messages?{query}'
@@ -432,6 +548,7 @@ class FakeGraph:
         message = self.store[message_id]
         fields = call.query.get('$select', '').split(',') if call.query.get('$select') else list(message)
         result = {k: copy.deepcopy(message[k]) for k in fields if k in message and k != 'attachments'}
+        result['id'] = self._id_form(call, message_id, self.regular)
         result['@odata.etag'] = 'W/"CQAAABYAAAAiIsqMbYjsT5e"'
         expand = call.query.get('$expand', '')
         if expand.startswith('attachments'):
@@ -501,25 +618,41 @@ def china(make_client, requests_mock) -> tuple[mgm.GraphClient, FakeGraph]:
 # ================================================================================ 1. FIRST RUN AND DELTA
 class TestFirstRunAndDelta:
 
-    def test_first_run_resolves_the_folder_path_once_and_caches_its_id(self, client, fake):
+    def test_the_folder_path_is_resolved_on_every_run_with_one_request_and_the_same_id_keeps_the_cursor(
+            self, client, fake):
         fake.deliver(mail(1, at(minutes=30)))
         feed = Feed(client)
         assert feed.run() == [mail_id(1)]
-        lookups = fake.direct('GET', r'/childFolders$')
+        lookups = fake.folder_requests()
         assert [c.path for c in lookups] == [f'/users/{USER}/mailFolders/inbox/childFolders']
         assert lookups[0].query['$filter'] == "displayName eq 'Phishing'"
         assert not fake.direct(None, r'msgfolderroot')
         assert feed.last_run['folder_id'] == PHISH_ID
 
-        first_run_calls = len(fake.calls)
+        for n in (2, 3):
+            run_start = len(fake.calls)
+            fake.deliver(mail(n, at(minutes=10 - n)))
+            assert feed.run() == [mail_id(n)]
+            later = fake.calls[run_start:]
+            assert [c.path for c in fake.folder_requests(later)] == [f'/users/{USER}/mailFolders/inbox/childFolders'], \
+                'one request per folder below a well-known one, and no separate check of the cached id'
+            (delta,) = [c for c in later if c.path.endswith('/messages/delta')]
+            assert delta.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'
+            assert set(delta.query) == {'$deltatoken'}, 'the same folder id must continue the cursor'
+        assert feed.last_run['folder_id'] == PHISH_ID
+
+    def test_a_well_known_folder_costs_no_resolution_request(self, client, fake):
+        fake.fetch_folder = INBOX_ID
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client, folder='Inbox')
+        assert feed.run() == [mail_id(1)]
         fake.deliver(mail(2, at(minutes=5)))
         assert feed.run() == [mail_id(2)]
-        later = fake.calls[first_run_calls:]
-        assert not [c for c in later if c.path.endswith('/childFolders')], 'the path was resolved again'
-        assert not [c for c in later if re.search(r'/mailFolders/[^/]+$', c.path)], \
-            'the cached id is not checked separately: the delta request itself fails when the folder is gone'
-        assert [c.path for c in later if c.path.endswith('/messages/delta')] == \
-            [f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta']
+        assert fake.folder_requests() == []
+        assert [c.path for c in fake.delta_calls()] == [f'/users/{USER}/mailFolders/inbox/messages/delta'] * 2
+        assert set(fake.delta_calls()[1].query) == {'$deltatoken'}
+        assert {c.path for c in fake.calls} == {f'/users/{USER}/mailFolders/inbox/messages/delta', '/$batch'}
+        assert feed.last_run['folder_id'] == 'inbox'
 
     def test_first_delta_request_asks_for_ids_and_arrival_times_of_new_mail_only(self, client, fake):
         fake.deliver(mail(1, at(minutes=30)))
@@ -1031,14 +1164,17 @@ class TestMain:
 
 
 # ================================================================================ 9. DELTA TOKEN EXPIRED
+SYNC_STATE_NOT_FOUND = load_json('fetch/error_sync_state_not_found.json')
+
+
 class TestDeltaTokenExpired:
 
     @pytest.mark.parametrize('status, body', [
-        (410, load_json('fetch/error_sync_state_not_found.json')),
-        (400, load_json('fetch/error_sync_state_not_found.json')),
+        (410, SYNC_STATE_NOT_FOUND),
+        (400, SYNC_STATE_NOT_FOUND),
         (410, b''),
     ], ids=['410-SyncStateNotFound', '400-SyncStateNotFound', '410-no-body'])
-    def test_a_new_round_starts_just_before_the_last_ingested_mail(self, client, fake, status, body):
+    def test_a_new_round_takes_the_mail_of_the_gap_and_reads_no_ingested_mail_again(self, client, fake, status, body):
         fake.deliver(mail(1, at(minutes=40)))
         fake.deliver(mail(2, at(minutes=30)))
         fake.deliver(mail(3, at(minutes=25)))
@@ -1046,7 +1182,7 @@ class TestDeltaTokenExpired:
         assert feed.run() == [mail_id(1), mail_id(2), mail_id(3)]
         fake.expire_tokens(status, body)
         fake.deliver(mail(4, at(minutes=10)))
-        fake.deliver(mail(5, at(minutes=28)))  # moved in while the token was dead: inside the overlap
+        fake.deliver(mail(5, at(minutes=28)))  # moved in while the token was dead, older than the last ingested mail
         reads_before = len(fake.message_reads())
         assert feed.run() == [mail_id(5), mail_id(4)]
         expired, restart = fake.delta_calls()[-2:]
@@ -1055,6 +1191,64 @@ class TestDeltaTokenExpired:
         assert fake.message_reads()[reads_before:] == [mail_id(5), mail_id(4)], 'ingested mail was read again'
         fake.deliver(mail(6, at(minutes=1)))
         assert feed.run() == [mail_id(6)]
+
+    def test_old_mail_moved_in_just_before_the_token_expired_is_ingested_once(self, client, fake):
+        """The new round starts at the first-fetch time while the seen set holds every ingested mail: mail moved in
+        late with an old receivedDateTime is found again, mail that was never to be fetched is not."""
+        fake.deliver(mail(1, at(days=2)))                    # in the folder before first_fetch: never fetched
+        fake.deliver(mail(2, at(minutes=40)))
+        fake.deliver(mail(3, at(minutes=30)))
+        fake.deliver(mail(4, at(hours=20)), folder=INBOX_ID)
+        feed = Feed(client, first_fetch='1 day')
+        assert feed.run() == [mail_id(2), mail_id(3)]
+        fake.move(mail_id(4), INBOX_ID)                      # received 20 hours ago, moved in now ...
+        fake.expire_tokens(410, SYNC_STATE_NOT_FOUND)        # ... and the token expires before the next run
+        reads_before = len(fake.message_reads())
+        assert feed.run() == [mail_id(4)]
+        assert fake.message_reads()[reads_before:] == [mail_id(4)]
+        assert feed.run() == []
+        fake.expire_tokens(410, SYNC_STATE_NOT_FOUND)
+        assert feed.run() == []
+        assert fake.message_reads().count(mail_id(4)) == 1
+        assert mail_id(1) not in fake.message_reads()
+
+    def test_with_a_full_seen_set_the_new_round_starts_at_the_oldest_mail_it_holds(self, client, fake, monkeypatch):
+        """Mail older than every entry of a full seen set was ingested but is no longer recognised: a new round
+        from the first-fetch time would ingest it again."""
+        monkeypatch.setattr(mgm, 'FETCH_SEEN_CAP', 3)
+        for n in range(1, 6):
+            fake.deliver(mail(n, at(minutes=60 - 10 * n)))   # 50, 40, 30, 20 and 10 minutes ago
+        feed = Feed(client, first_fetch='1 day')
+        assert feed.run() == [mail_id(n) for n in range(1, 6)]
+        assert len(feed.last_run['seen']) == 3               # mails 1 and 2 are no longer known
+        fake.expire_tokens(410, SYNC_STATE_NOT_FOUND)
+        fake.deliver(mail(6, at(minutes=25)))
+        assert feed.run() == [mail_id(6)]                    # Feed fails on a duplicate of mail 1 or 2
+        assert fake.message_reads().count(mail_id(1)) == 1 and fake.message_reads().count(mail_id(2)) == 1
+
+
+class TestRestartPoint:
+    FLOOR = '2024-03-10T10:00:00Z'
+
+    @staticmethod
+    def state(received: list[str]) -> mgm.FetchState:
+        seen = [[mgm.id_digest(mail_id(n)), mgm.epoch_of(r)] for n, r in enumerate(received)]
+        return mgm.FetchState(mailbox=USER, folder_id=PHISH_ID, window_floor=TestRestartPoint.FLOOR, seen=seen)
+
+    def test_while_the_seen_set_is_below_its_cap_a_new_round_starts_at_the_first_fetch_time(self):
+        received = [at(hours=5, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP - 1)]
+        assert self.state(received).restart_point() == self.FLOOR
+
+    def test_a_full_seen_set_starts_the_new_round_at_its_oldest_received_time(self):
+        received = [at(hours=5, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP)]
+        received = received[1000:] + received[:1000]         # ingestion order is not receivedDateTime order
+        state = self.state(received)
+        assert len(state.seen) == mgm.FETCH_SEEN_CAP
+        assert state.restart_point() == at(hours=5) == '2024-03-11T05:00:00Z'
+
+    def test_a_full_seen_set_never_starts_before_the_first_fetch_time(self):
+        received = [at(days=3, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP)]
+        assert self.state(received).restart_point() == self.FLOOR
 
 
 # ================================================================================ 10. WITHOUT DELTA
@@ -1080,6 +1274,23 @@ class TestReceivedTimeWindow:
         since = fake.direct('GET', r'/messages$')[-1].query['$filter'].split()[-1]
         assert since <= at(minutes=45)
         assert feed.run() == []
+
+    def test_delta_refused_after_expiry_restarts_the_window_where_nothing_is_lost(self, client, fake):
+        """Switching to the window fallback later starts at the restart point, like a new delta round."""
+        fake.deliver(mail(1, at(days=2)))                    # before first_fetch
+        fake.deliver(mail(2, at(minutes=40)))
+        fake.deliver(mail(3, at(minutes=30)))
+        fake.deliver(mail(4, at(hours=20)), folder=INBOX_ID)
+        feed = Feed(client, first_fetch='1 day')
+        assert feed.run() == [mail_id(2), mail_id(3)]
+        fake.move(mail_id(4), INBOX_ID)                      # old mail moved in
+        fake.delta_fails = answer(400, 'error_delta_not_supported.json')
+        assert feed.run() == [mail_id(4)]
+        assert feed.last_run['mode'] == 'window'
+        (listing,) = fake.direct('GET', r'/messages$')
+        assert listing.query['$filter'] == f'receivedDateTime ge {at(days=1)}'
+        assert feed.run() == []
+        assert fake.message_reads() == [mail_id(2), mail_id(3), mail_id(4)]
 
     def test_21vianet_fetches_by_received_time_and_loses_nothing(self, china, sleeps):
         client, fake = china
@@ -1121,62 +1332,131 @@ class TestReceivedTimeWindow:
 
 
 # ================================================================================ 11. THE FOLDER
+def run_calls_of(fake: FakeGraph, feed: Feed, **overrides: Any) -> tuple[list[str], list[Call]]:
+    """One run of `feed`: the ids it ingested and the requests it made."""
+    start = len(fake.calls)
+    ids = feed.run(**overrides)
+    return ids, fake.calls[start:]
+
+
+def folder_lookups(calls: list[Call]) -> list[Call]:
+    """The look-up of the cached folder when its path no longer resolves."""
+    return [c for c in calls if re.search(r'/mailFolders/[^/]+$', c.path)]
+
+
 class TestFolder:
 
-    def test_renamed_folder_keeps_working_by_its_id(self, client, fake):
+    @pytest.mark.parametrize('change', ['renamed', 'moved'])
+    def test_a_renamed_or_moved_folder_with_an_unchanged_parameter_is_fetched_by_its_id(self, client, fake, info_log,
+                                                                                       change):
         fake.deliver(mail(1, at(minutes=30)))
         feed = Feed(client)
         assert feed.run() == [mail_id(1)]
-        fake.folder_name = 'Phishing (triaged)'
-        fake.deliver(mail(2, at(minutes=5)))
-        lookups = len(fake.direct('GET', r'/childFolders$'))
-        assert feed.run() == [mail_id(2)]
-        assert len(fake.direct('GET', r'/childFolders$')) == lookups
+        if change == 'renamed':
+            fake.rename_folder('Phishing (triaged)')
+        else:
+            fake.move_folder(ROOT_ID)
+        for n in (2, 3):
+            fake.deliver(mail(n, at(minutes=10 - n)))
+            ids, calls = run_calls_of(fake, feed)
+            assert ids == [mail_id(n)]
+            lookup, deleted_items = folder_lookups(calls)
+            assert lookup.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'
+            assert lookup.query == {'$select': 'id,parentFolderId'}
+            assert deleted_items.path == f'/users/{USER}/mailFolders/deleteditems'
+            assert deleted_items.query == {'$select': 'id'}
+            (delta,) = [c for c in calls if c.path.endswith('/messages/delta')]
+            assert delta.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'
+            assert set(delta.query) == {'$deltatoken'}, 'the cursor of the folder must continue'
+        assert feed.last_run['folder_id'] == PHISH_ID
+        assert any("'Inbox/Phishing'" in line and 'folder_to_fetch' in line for line in info_log), info_log
 
-    def test_recreated_folder_is_resolved_again_and_read_from_a_fresh_round(self, client, fake):
+    def test_a_renamed_folder_whose_parameter_is_updated_continues_its_cursor(self, client, fake):
         fake.deliver(mail(1, at(minutes=30)))
-        feed = Feed(client)
+        fake.deliver(mail(2, at(days=3)), folder=INBOX_ID)
+        feed = Feed(client, first_fetch='1 day')
         assert feed.run() == [mail_id(1)]
-        fake.recreate_folder(NEW_PHISH_ID)
-        fake.move_in(mail_id(1))                # the same mail, moved into the new folder
-        fake.deliver(mail(2, at(minutes=20)))
-        calls_before = len(fake.calls)
-        assert feed.run() == [mail_id(2)]
-        assert feed.last_run['folder_id'] == NEW_PHISH_ID
-        run_calls = fake.calls[calls_before:]
-        assert [c.status for c in run_calls
-                if c.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'] == [404]
-        assert [c.path for c in run_calls if c.path.endswith('/childFolders')]
-        restart = [c for c in run_calls if c.path.endswith('/messages/delta')][-1]
-        assert restart.path == f'/users/{USER}/mailFolders/{seg(NEW_PHISH_ID)}/messages/delta'
-        assert restart.query['changeType'] == 'created'
-        fake.deliver(mail(3, at(minutes=1)))
-        assert feed.run() == [mail_id(3)]
+        fake.rename_folder('Phishing (triaged)')
+        feed.settings['folder'] = 'Inbox/Phishing (triaged)'
+        fake.move(mail_id(2), INBOX_ID)      # older than first_fetch: only the running cursor takes it
+        fake.deliver(mail(3, at(minutes=5)))
+        ids, calls = run_calls_of(fake, feed)
+        assert ids == [mail_id(2), mail_id(3)]
+        (resolve,) = fake.folder_requests(calls)
+        assert resolve.path == f'/users/{USER}/mailFolders/inbox/childFolders'
+        assert resolve.query['$filter'] == "displayName eq 'Phishing (triaged)'"
+        (delta,) = [c for c in calls if c.path.endswith('/messages/delta')]
+        assert delta.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'
+        assert set(delta.query) == {'$deltatoken'}
+        assert (feed.last_run['folder'], feed.last_run['folder_id']) == ('Inbox/Phishing (triaged)', PHISH_ID)
+        assert feed.run() == []
+        assert fake.message_reads() == [mail_id(1), mail_id(2), mail_id(3)]
 
     @pytest.mark.parametrize('first_run', [True, False], ids=['first-run', 'later-run'])
-    def test_a_folder_that_no_longer_exists_is_an_error_naming_folder_and_mailbox(self, client, fake, first_run):
+    @pytest.mark.parametrize('purged', [False, True], ids=['moved-to-deleted-items', 'purged'])
+    def test_a_deleted_folder_is_an_error_naming_folder_and_mailbox_and_is_not_read(self, client, fake, first_run,
+                                                                                    purged):
         fake.deliver(mail(1, at(minutes=30)))
         last_run = {} if first_run else fetch(client, {})[0]
-        fake.delete_folder()
+        fake.delete_folder()                 # Graph moves it into Deleted Items; its id and delta still work there
+        fake.deliver(mail(2, at(minutes=5)))  # e.g. an inbox rule still moving mail into it
+        if purged:
+            fake.purge_folder()
+        run_start = len(fake.calls)
         with pytest.raises(mgm.MailError) as raised:
             fetch(client, last_run)
-        assert 'Inbox/Phishing' in str(raised.value) and USER in str(raised.value)
+        assert 'Inbox/Phishing' in str(raised.value) and USER in str(raised.value), str(raised.value)
+        calls = fake.calls[run_start:]
+        assert not [c for c in calls if '/messages' in c.path or c.path == '/$batch'], 'the deleted folder was read'
+        if not first_run:
+            assert folder_lookups(calls)[0].path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'
+
+    def test_a_folder_deleted_and_created_again_at_the_same_path_is_read_from_a_fresh_round(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        fake.deliver(mail(2, at(days=2)), folder=INBOX_ID)
+        feed = Feed(client, first_fetch='1 day')
+        assert feed.run() == [mail_id(1)]
+        fake.recreate_folder(NEW_PHISH_ID)
+        fake.move(mail_id(1), PHISH_ID)      # the same mail, moved from the old folder into the new one
+        fake.move(mail_id(2), INBOX_ID)      # received before first_fetch: a fresh round does not take it
+        fake.deliver(mail(3, at(minutes=20)))
+        fake.deliver(mail(4, at(minutes=10)), folder=PHISH_ID)  # into the old folder, now in Deleted Items
+        ids, calls = run_calls_of(fake, feed)
+        assert ids == [mail_id(3)]
+        assert feed.last_run['folder_id'] == NEW_PHISH_ID
+        assert not [c for c in calls if seg(PHISH_ID) in c.path], 'the old folder in Deleted Items was read'
+        assert [c.path for c in fake.folder_requests(calls)] == [f'/users/{USER}/mailFolders/inbox/childFolders']
+        (restart,) = [c for c in calls if c.path.endswith('/messages/delta')]
+        assert restart.path == f'/users/{USER}/mailFolders/{seg(NEW_PHISH_ID)}/messages/delta'
+        assert restart.query['changeType'] == 'created' and '$deltatoken' not in restart.query
+        fake.deliver(mail(5, at(minutes=1)))
+        assert feed.run() == [mail_id(5)]
+        assert fake.message_reads() == [mail_id(1), mail_id(3), mail_id(5)]
 
 
 # ================================================================================ 12. MIGRATION
-def legacy_mailbox(fake: FakeGraph, same_second_mail: bool = False) -> dict[str, str]:
-    """The folder as the existing integration left it (its last run: test_data/fetch/legacy_last_run.json)."""
+TRANSLATION_UNAVAILABLE = {
+    'not-in-this-cloud': answer(400, 'error_translate_exchange_ids_unavailable.json'),
+    'access-denied': answer(403, 'error_access_denied.json'),
+    'nothing-translated': (200, {}, {'value': []}),
+}
+
+
+def legacy_mailbox(fake: FakeGraph) -> dict[str, str]:
+    """The folder as the existing integration left it (its last run: test_data/fetch/legacy_last_run.json).
+
+    Returns the immutable ids, which delta reports; the last run holds the regular ids of 'found' and 'last'."""
     time_cursor = LEGACY_LAST_RUN['time']
-    earlier_id, last_id = LEGACY_LAST_RUN['found_incident_ids']
-    assert LEGACY_LAST_RUN['LAST_RUN_IDS'] == [last_id]
     ids = {
         'earlier_run': fake.deliver(mail(901, '2024-03-11T09:25:00Z')),  # ingested by an earlier run
-        'found': fake.deliver(make_message(earlier_id, '2024-03-11T09:29:55Z')),
-        'last': fake.deliver(make_message(last_id, time_cursor)),
+        'found': fake.deliver(mail(910, '2024-03-11T09:29:55Z'), regular_id=LEGACY_FOUND_ID),
+        'last': fake.deliver(mail(911, time_cursor), regular_id=LEGACY_LAST_ID),
+        # shares the second of `time` but was beyond the old fetch_limit: never ingested
+        'same_second': fake.deliver(mail(902, time_cursor)),
+        'next_second': fake.deliver(mail(904, '2024-03-11T09:30:01Z')),
+        'new': fake.deliver(mail(903, '2024-03-11T09:35:00Z')),
     }
-    if same_second_mail:  # shares the second of `time` but was beyond the old fetch_limit: never ingested
-        ids['same_second'] = fake.deliver(mail(902, time_cursor))
-    ids['new'] = fake.deliver(mail(903, '2024-03-11T09:35:00Z'))
+    assert not {LEGACY_FOUND_ID, LEGACY_LAST_ID} & set(ids.values()), 'regular and immutable ids must differ'
     return ids
 
 
@@ -1184,29 +1464,69 @@ class TestMigration:
 
     @pytest.mark.parametrize('time_key, value', [('time', '2024-03-11T09:30:00Z'), ('time', '2024-03-11T09:30:00'),
                                                  ('LAST_RUN_TIME', '2024-03-11T09:30:00Z')])
-    def test_existing_integration_last_run_continues_after_its_time(self, client, fake, time_key, value):
+    def test_existing_integration_last_run_is_translated_and_continued_from_its_time(self, client, fake, time_key,
+                                                                                    value):
         ids = legacy_mailbox(fake)
         legacy = {k: v for k, v in LEGACY_LAST_RUN.items() if k != 'time'}
         legacy[time_key] = value
         feed = Feed(client, last_run=legacy, first_fetch='3 days')
-        assert feed.run() == [ids['new']]
+        assert feed.run() == [ids['same_second'], ids['next_second'], ids['new']]
+        (translate,) = fake.translate_calls()
+        assert translate.path == f'/users/{USER}/translateExchangeIds'
+        assert sorted(translate.body['inputIds']) == sorted([LEGACY_LAST_ID, LEGACY_FOUND_ID])
+        assert (translate.body['sourceIdType'], translate.body['targetIdType']) == ('restId', 'restImmutableEntryId')
         assert feed.last_run['fetch_state_version'] == mgm.FETCH_STATE_VERSION
-        fake.deliver(mail(904, at(minutes=1)))
-        assert feed.run() == [mail_id(904)]
+        fake.deliver(mail(905, at(minutes=1)))
+        assert feed.run() == [mail_id(905)]
+        assert len(fake.translate_calls()) == 1, 'the last run of the existing integration is taken over once'
 
-    def test_migration_keeps_mail_sharing_the_last_second_of_the_existing_integration(self, client, fake):
+    def test_migration_ingests_the_unfetched_mail_of_the_last_second_but_not_the_fetched_one(self, client, fake):
         """The existing integration's `time` is the second of its last incident; mail of that second beyond its
-        fetch_limit was never ingested, and its ids are known, so continuing at time + 1 s loses that mail
-        (anchor-xsoar.md §9.2, the same-second bug)."""
-        ids = legacy_mailbox(fake, same_second_mail=True)
-        assert Feed(client, last_run=LEGACY_LAST_RUN).run() == [ids['same_second'], ids['new']]
+        fetch_limit was never ingested (anchor-xsoar.md §9.2, the same-second bug). Its ids, translated to immutable
+        ids, tell the two apart: the new round starts at `time` itself."""
+        ids = legacy_mailbox(fake)
+        feed = Feed(client, last_run=LEGACY_LAST_RUN)
+        assert feed.run() == [ids['same_second'], ids['next_second'], ids['new']]
+        assert not {ids['last'], ids['found'], ids['earlier_run']} & set(fake.message_reads())
+        assert feed.run() == []
 
-    def test_21vianet_migration_does_not_ingest_mail_from_before_time_again(self, china):
+    @pytest.mark.parametrize('failure', list(TRANSLATION_UNAVAILABLE.values()), ids=list(TRANSLATION_UNAVAILABLE))
+    def test_migration_without_translation_starts_one_second_after_time(self, client, fake, info_log, failure):
+        """Without translation the ingested mail of the last second cannot be recognised: fetch continues at
+        time + 1 s, as the existing integration itself would have (no duplicate; the same-second mail stays lost)."""
+        ids = legacy_mailbox(fake)
+        fake.translate_fails = failure
+        feed = Feed(client, last_run=LEGACY_LAST_RUN)
+        assert feed.run() == [ids['next_second'], ids['new']]
+        assert len(fake.translate_calls()) == 1
+        assert not {ids['last'], ids['same_second']} & set(fake.message_reads())
+        if failure[0] != 200:
+            assert any('translated' in line for line in info_log), info_log
+        assert feed.run() == []
+
+    def test_a_throttled_translation_fails_the_run_so_the_next_one_translates(self, client, fake, sleeps):
+        ids = legacy_mailbox(fake)
+        fake.translate_fails = throttled('1')
+        with pytest.raises(mgm.MailError):
+            fetch(client, LEGACY_LAST_RUN)
+        fake.translate_fails = None
+        assert Feed(client, last_run=LEGACY_LAST_RUN).run() == [ids['same_second'], ids['next_second'], ids['new']]
+
+    @pytest.mark.parametrize('translated', [True, False], ids=['translated', 'not-translated'])
+    def test_21vianet_migration_does_not_ingest_mail_from_before_time_again(self, china, translated):
         """Mail the existing integration ingested in runs before its last one is not in its last run's ids; the
         window must therefore not reach before `time`, or that mail becomes a duplicate incident."""
         client, fake = china
         ids = legacy_mailbox(fake)
-        assert Feed(client, last_run=LEGACY_LAST_RUN).run() == [ids['new']]
+        if not translated:
+            fake.translate_fails = TRANSLATION_UNAVAILABLE['not-in-this-cloud']
+        feed = Feed(client, last_run=LEGACY_LAST_RUN)
+        expected = ([ids['same_second']] if translated else []) + [ids['next_second'], ids['new']]
+        assert feed.run() == expected
+        (listing,) = fake.direct('GET', r'/messages$')
+        since = '2024-03-11T09:30:00Z' if translated else '2024-03-11T09:30:01Z'
+        assert listing.query['$filter'] == f'receivedDateTime ge {since}'
+        assert feed.run() == []
 
 
 # ================================================================================ 13. REQUEST ECONOMY
