@@ -1975,9 +1975,10 @@ def epoch_of(graph_time: str) -> int:
 class FetchState:
     """What one fetch hands to the next through the platform's last run.
 
-    `seen` holds [id digest, receivedDateTime epoch] of recently ingested mail (at most FETCH_SEEN_CAP);
-    `window_floor` is the first-fetch time of this folder: nothing received before it is fetched unless it
-    arrives in the folder later.
+    `seen` holds [id digest, receivedDateTime epoch] of ingested mail, at most FETCH_SEEN_CAP: when full, the
+    mail received earliest is forgotten first and `seen_floor` (epoch) rises past it, so every ingested mail
+    received from `seen_floor` on is still known. `window_floor` is the first-fetch time of this folder: nothing
+    received before it is fetched unless it arrives in the folder later.
     """
     mailbox: str = ''
     folder: str = ''
@@ -1989,16 +1990,20 @@ class FetchState:
     window_floor: str = ''
     pending: list = None  # type: ignore[assignment]
     seen: list = None  # type: ignore[assignment]
+    seen_floor: int = 0
+    anchors: dict = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.pending = list(self.pending or [])
         self.seen = [entry if isinstance(entry, list) else [entry, 0] for entry in self.seen or []]
+        self.seen_floor = int(self.seen_floor or 0)
+        self.anchors = dict(self.anchors or {})
 
     def to_last_run(self) -> dict:
         return {'fetch_state_version': FETCH_STATE_VERSION, 'mailbox': self.mailbox, 'folder': self.folder,
                 'folder_id': self.folder_id, 'mode': self.mode, 'cursor': self.cursor,
                 'initial_bound': self.initial_bound, 'window_start': self.window_start, 'window_floor': self.window_floor,
-                'pending': self.pending, 'seen': self.seen}
+                'pending': self.pending, 'seen': self.seen, 'seen_floor': self.seen_floor, 'anchors': self.anchors}
 
     def start_over(self, bound: str) -> None:
         """A new round from `bound`: used for a new folder and when the existing integration's state is taken over."""
@@ -2006,16 +2011,23 @@ class FetchState:
         self.initial_bound = self.window_start = self.window_floor = bound
 
     def remember(self, messages: list[dict]) -> None:
-        self.seen = (self.seen + [[id_digest(m['id']), epoch_of(m.get('receivedDateTime') or '')]
-                                  for m in messages])[-FETCH_SEEN_CAP:]
+        self.seen += [[id_digest(m['id']), epoch_of(m.get('receivedDateTime') or '')] for m in messages]
+        if len(self.seen) <= FETCH_SEEN_CAP:
+            return
+        # Forget the mail received earliest, a whole second at a time, and raise the floor past it.
+        self.seen.sort(key=lambda entry: entry[1])
+        cut = len(self.seen) - FETCH_SEEN_CAP
+        forgotten_until = self.seen[cut - 1][1]
+        while cut < len(self.seen) and self.seen[cut][1] == forgotten_until:
+            cut += 1
+        self.seen = self.seen[cut:]
+        self.seen_floor = max(self.seen_floor, forgotten_until + 1)
 
     def restart_point(self) -> str:
-        """The earliest receivedDateTime from which every mail already ingested is still in `seen`: a new round
-        from here loses nothing (a late-moved old mail included) and creates no duplicate."""
-        if len(self.seen) < FETCH_SEEN_CAP or not self.window_floor:
-            return self.window_floor
-        oldest = datetime.fromtimestamp(min(epoch for _, epoch in self.seen), timezone.utc)
-        return max(self.window_floor, format_time(oldest))
+        """The earliest receivedDateTime from which every mail already ingested is still known: a new round from
+        here loses nothing (a late-moved old mail included) and creates no duplicate."""
+        floor = format_time(datetime.fromtimestamp(self.seen_floor, timezone.utc)) if self.seen_floor else ''
+        return max(self.window_floor, floor)
 
 
 def fetch_state_from_last_run(client: GraphClient, last_run: dict, settings: FetchSettings, now: datetime) -> FetchState:
@@ -2040,8 +2052,9 @@ def fetch_state_from_last_run(client: GraphClient, last_run: dict, settings: Fet
 def take_over_legacy_last_run(client: GraphClient, state: FetchState, last_run: dict) -> None:
     """Continues where the existing integration stopped: from its `time` cursor, skipping the mail it ingested.
 
-    Its ids are regular ids, ours immutable: they are translated so the mail of that last second is recognised.
-    Where translation is not available, fetch starts one second later, as the existing integration would have.
+    Its ids are regular ids, ours immutable: they are translated so the mail of that last second is recognised
+    and the rest of that second is still fetched. Without a translation (a cloud without the API, or no ids),
+    fetch starts one second later, as the existing integration itself would have.
     """
     previous = (last_run.get('time') or last_run.get('LAST_RUN_TIME') or '').rstrip('Z') + 'Z'
     try:
@@ -2050,21 +2063,32 @@ def take_over_legacy_last_run(client: GraphClient, state: FetchState, last_run: 
         return
     legacy_ids = list(dict.fromkeys(list(last_run.get('LAST_RUN_IDS') or []) + list(last_run.get('found_incident_ids') or {})))
     translated = translate_to_immutable_ids(client, state.mailbox, legacy_ids) if legacy_ids else {}
-    if legacy_ids and not translated:
+    if not translated:
         cursor += timedelta(seconds=1)
     state.start_over(format_time(cursor))
-    known = legacy_ids + list(translated.values())
-    state.seen = [[id_digest(i), int(cursor.timestamp())] for i in known][-FETCH_SEEN_CAP:]
+    state.seen = [[id_digest(i), int(cursor.timestamp())] for i in legacy_ids + list(translated.values())]
+    state.remember([])
+
+
+TRANSLATE_IDS_PER_REQUEST = 1000
 
 
 def translate_to_immutable_ids(client: GraphClient, user: str, rest_ids: list[str]) -> dict[str, str]:
-    try:
-        answer = client.post(f'{user_path(user)}/translateExchangeIds', {
-            'inputIds': rest_ids[:1000], 'sourceIdType': 'restId', 'targetIdType': 'restImmutableEntryId'})
-    except GraphError as exc:
-        demisto.info(f'Ids of the previous integration could not be translated ({exc.code}).')
-        return {}
-    return {item['sourceId']: item['targetId'] for item in answer.get('value', []) if item.get('targetId')}
+    """Regular ids -> immutable ids. A cloud without the API answers 4xx: {} then. A transient failure raises,
+    so the fetch is retried instead of giving up the translation for good."""
+    translated: dict[str, str] = {}
+    for start in range(0, len(rest_ids), TRANSLATE_IDS_PER_REQUEST):
+        try:
+            answer = client.post(f'{user_path(user)}/translateExchangeIds', {
+                'inputIds': rest_ids[start:start + TRANSLATE_IDS_PER_REQUEST], 'sourceIdType': 'restId',
+                'targetIdType': 'restImmutableEntryId'})
+        except GraphError as exc:
+            if exc.status >= 500:
+                raise
+            demisto.info(f'Ids of the previous integration could not be translated ({exc.code}).')
+            return {}
+        translated.update({i['sourceId']: i['targetId'] for i in answer.get('value', []) if i.get('targetId')})
+    return translated
 
 
 def remember_candidates(state: FetchState, items: list[dict], bound: Optional[datetime]) -> None:
@@ -2139,24 +2163,33 @@ def read_changes(client: GraphClient, state: FetchState, settings: FetchSettings
             raise
 
 
-def track_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings, now: datetime) -> None:
-    """Resolves the configured path on every run (one request per folder below a well-known one).
+FOLDER_DEPTH_LIMIT = 12
 
-    The same folder keeps its cursor. A different folder at the path (a changed parameter, or a folder deleted and
-    created again) starts a new round from first_fetch. When the path no longer resolves, the cached folder is
-    looked up: renamed or moved, it is still fetched by its id; deleted (in Deleted Items) or gone, it is an error,
-    so a deleted folder is never read silently."""
+
+def track_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSettings, now: datetime) -> None:
+    """Resolves the configured folder on every run (one request per folder below a well-known one).
+
+    The same folder keeps its cursor. A different folder at the path (a changed parameter, or a folder deleted
+    and created again) starts a new round from first_fetch. A deleted folder is an error, never read silently
+    from Deleted Items: Graph keeps a deleted folder's id working. When the unchanged path no longer resolves
+    but the folder still exists elsewhere (renamed or moved), it is still fetched by its id."""
     try:
         folder_id = resolve_folder(client, settings.mailbox, settings.folder)
     except GraphError:
         raise
     except MailError as exc:
-        if state.folder_id and folder_is_live(client, state.mailbox, state.folder_id):
+        unchanged = state.folder_id and state.folder == settings.folder
+        if unchanged and folder_is_live(client, state, state.folder_id):
             demisto.info(f"The fetch folder path '{settings.folder}' no longer resolves ({exc}); fetching the same "
                          "folder by its id. Update 'Name of the folder' (folder_to_fetch) to its new path.")
             return
+        reason = 'It was deleted' if unchanged else 'Check the path'
         raise MailError(f"The fetch folder '{settings.folder}' was not found in mailbox {settings.mailbox} ({exc}) "
-                        "It was deleted: fix 'Name of the folder' (folder_to_fetch).") from None
+                        f"{reason}: fix 'Name of the folder' (folder_to_fetch).") from None
+    configured_by_id = folder_id == settings.folder.split(',')[-1].strip() and looks_like_folder_id(folder_id)
+    if configured_by_id and not folder_is_live(client, state, folder_id):  # a path lookup proves it already
+        raise MailError(f"The fetch folder {settings.folder!r} of mailbox {settings.mailbox} was deleted (it is in "
+                        "Deleted Items or gone): fix 'Name of the folder' (folder_to_fetch).")
     if folder_id != state.folder_id:
         if state.folder_id:
             state.start_over(format_time(parse_first_fetch(settings.first_fetch, now)))
@@ -2164,17 +2197,26 @@ def track_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSe
     state.folder = settings.folder
 
 
-def folder_is_live(client: GraphClient, user: str, folder_id: str) -> bool:
-    """True when the folder still exists outside Deleted Items (it was renamed or moved)."""
-    folders = f'{user_path(user)}/mailFolders'
+def folder_is_live(client: GraphClient, state: FetchState, folder_id: str) -> bool:
+    """True when the folder exists and neither it nor a folder above it is in Deleted Items."""
+    folders = f'{user_path(state.mailbox)}/mailFolders'
     try:
-        parent = client.get(f'{folders}/{encode_id(folder_id)}', params={'$select': 'id,parentFolderId'})['parentFolderId']
-        deleted_items = client.get(f'{folders}/deleteditems', params={'$select': 'id'})['id']
+        for name in ('deleteditems', 'msgfolderroot'):
+            if name not in state.anchors:
+                state.anchors[name] = client.get(f'{folders}/{name}', params={'$select': 'id'})['id']
+        current = folder_id
+        for _ in range(FOLDER_DEPTH_LIMIT):
+            parent = client.get(f'{folders}/{encode_id(current)}', params={'$select': 'id,parentFolderId'}).get('parentFolderId')
+            if parent == state.anchors['deleteditems']:
+                return False
+            if not parent or parent == state.anchors['msgfolderroot']:
+                return True
+            current = parent
     except GraphError as exc:
         if exc.status == 404:
             return False
         raise
-    return parent != deleted_items
+    return True
 
 
 def html_to_text(html: str) -> str:

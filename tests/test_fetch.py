@@ -1239,12 +1239,23 @@ class TestRestartPoint:
         received = [at(hours=5, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP - 1)]
         assert self.state(received).restart_point() == self.FLOOR
 
-    def test_a_full_seen_set_starts_the_new_round_at_its_oldest_received_time(self):
+    def test_a_full_seen_set_that_forgot_nothing_still_starts_at_the_first_fetch_time(self):
         received = [at(hours=5, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP)]
-        received = received[1000:] + received[:1000]         # ingestion order is not receivedDateTime order
+        assert self.state(received).restart_point() == self.FLOOR
+
+    def test_a_full_seen_set_forgets_the_earliest_received_mail_and_starts_after_it(self):
+        """Ingestion order is not arrival order (a late-moved old mail is ingested last): the set forgets the mail
+        received earliest, so everything ingested from the new round's start is still recognised."""
+        received = [at(hours=5, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP)]
+        received = received[1000:] + received[:1000]
         state = self.state(received)
+        state.remember([{'id': 'late-moved-old-mail', 'receivedDateTime': at(days=20)},
+                        {'id': 'new-mail', 'receivedDateTime': at(minutes=1)}])
         assert len(state.seen) == mgm.FETCH_SEEN_CAP
-        assert state.restart_point() == at(hours=5) == '2024-03-11T05:00:00Z'
+        earliest_two = sorted(received + [at(days=20)])[:2]   # the old mail and the earliest of the others
+        kept = {epoch for _, epoch in state.seen}
+        assert not {mgm.epoch_of(r) for r in earliest_two} & kept
+        assert state.restart_point() == at(hours=5, seconds=-1)   # just after the last forgotten one
 
     def test_a_full_seen_set_never_starts_before_the_first_fetch_time(self):
         received = [at(days=3, seconds=-n) for n in range(mgm.FETCH_SEEN_CAP)]
@@ -1360,11 +1371,12 @@ class TestFolder:
             fake.deliver(mail(n, at(minutes=10 - n)))
             ids, calls = run_calls_of(fake, feed)
             assert ids == [mail_id(n)]
-            lookup, deleted_items = folder_lookups(calls)
-            assert lookup.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'
-            assert lookup.query == {'$select': 'id,parentFolderId'}
-            assert deleted_items.path == f'/users/{USER}/mailFolders/deleteditems'
-            assert deleted_items.query == {'$select': 'id'}
+            lookups = {c.path: c.query for c in folder_lookups(calls)}
+            assert lookups[f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'] == {'$select': 'id,parentFolderId'}
+            if n == 2:   # Deleted Items' id is looked up once, then kept in the last run
+                assert lookups[f'/users/{USER}/mailFolders/deleteditems'] == {'$select': 'id'}
+            else:
+                assert f'/users/{USER}/mailFolders/deleteditems' not in lookups
             (delta,) = [c for c in calls if c.path.endswith('/messages/delta')]
             assert delta.path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}/messages/delta'
             assert set(delta.query) == {'$deltatoken'}, 'the cursor of the folder must continue'
@@ -1409,7 +1421,7 @@ class TestFolder:
         calls = fake.calls[run_start:]
         assert not [c for c in calls if '/messages' in c.path or c.path == '/$batch'], 'the deleted folder was read'
         if not first_run:
-            assert folder_lookups(calls)[0].path == f'/users/{USER}/mailFolders/{seg(PHISH_ID)}'
+            assert f'/users/{USER}/mailFolders/{seg(PHISH_ID)}' in [c.path for c in folder_lookups(calls)]
 
     def test_a_folder_deleted_and_created_again_at_the_same_path_is_read_from_a_fresh_round(self, client, fake):
         fake.deliver(mail(1, at(minutes=30)))
@@ -1565,3 +1577,60 @@ def test_request_economy_1000_mails_with_fetch_limit_50(client, fake, in_tmp_dir
     total = len(fake.calls)
     print(f'\nrequest economy: {total} HTTP requests for 1000 mails in {len(feed.runs)} runs = '
           f'{total / 1000:.3f} requests per mail ({dict(kinds)})')
+
+
+# ================================================================================ 14. EDGE CASES FOUND IN REVIEW
+class TestEdgeCasesFoundInReview:
+
+    def test_a_full_seen_set_with_a_late_moved_old_mail_does_not_duplicate_after_expiry(self, client, fake, monkeypatch):
+        """The set forgets the mail received earliest (not the mail ingested first), so a late-moved old mail
+        cannot pull the restart point back over mail it no longer knows."""
+        monkeypatch.setattr(mgm, 'FETCH_SEEN_CAP', 3)
+        for n in range(1, 4):
+            fake.deliver(mail(n, at(minutes=60 - 10 * n)))
+        fake.deliver(mail(4, at(hours=20)), folder=INBOX_ID)
+        feed = Feed(client, first_fetch='1 day')
+        assert feed.run() == [mail_id(1), mail_id(2), mail_id(3)]
+        fake.move(mail_id(4), INBOX_ID)                           # moved from the Inbox into the fetch folder
+        assert feed.run() == [mail_id(4)]
+        fake.expire_tokens(410, SYNC_STATE_NOT_FOUND)
+        assert feed.run() == []                                   # Feed fails on a duplicate
+
+    def test_a_folder_configured_by_id_is_an_error_once_deleted(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client, folder=PHISH_ID)
+        assert feed.run() == [mail_id(1)]
+        fake.delete_folder()
+        fake.deliver(mail(2, at(minutes=5)))
+        with pytest.raises(mgm.MailError, match='deleted'):
+            feed.run()
+
+    def test_a_folder_whose_parent_was_deleted_is_an_error(self, client, fake):
+        security = FOLDER_ID_PREFIX + 'AAEy/cSSAAA='
+        fake.add_folder(security, 'Security', INBOX_ID)
+        fake.folders[PHISH_ID]['parentFolderId'] = security
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client, folder='Inbox/Security/Phishing')
+        assert feed.run() == [mail_id(1)]
+        fake.folders[security]['parentFolderId'] = DELETED_ITEMS_ID
+        fake.deliver(mail(2, at(minutes=5)))
+        with pytest.raises(mgm.MailError, match='Inbox/Security/Phishing'):
+            feed.run()
+
+    def test_a_changed_parameter_that_does_not_resolve_is_an_error_not_the_old_folder(self, client, fake):
+        fake.deliver(mail(1, at(minutes=30)))
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1)]
+        fake.deliver(mail(2, at(minutes=5)))
+        with pytest.raises(mgm.MailError, match='Check the path'):
+            feed.run(folder='Inbox/Phishin')
+
+    def test_a_transient_translation_failure_is_retried_next_run_not_given_up(self, client, fake):
+        ids = legacy_mailbox(fake)
+        fake.translate_fails = unavailable(500, None)
+        with pytest.raises(mgm.MailError):
+            mgm.fetch_incidents(client, dict(LEGACY_LAST_RUN), mgm.FetchSettings(
+                mailbox=USER, folder='Inbox/Phishing', first_fetch='3 days'))
+        fake.translate_fails = None
+        got = Feed(client, last_run=LEGACY_LAST_RUN).run()
+        assert ids['same_second'] in got and ids['last'] not in got
