@@ -1057,7 +1057,7 @@ def odata_quote(value: str) -> str:
 def find_child_folder(client: GraphClient, user: str, parent: str, name: str) -> Optional[dict]:
     """Finds a child folder by display name (case-insensitive), following every page of children."""
     path = f'{user_path(user)}/mailFolders' if parent == 'msgfolderroot' else \
-        f'{user_path(user)}/mailFolders/{encode_id(parent)}/childFolders'
+        f'{folder_path(user, parent)}/childFolders'
     query = {'$filter': f'displayName eq {odata_quote(name)}', '$top': '100'}
     for page in client.pages(path, params=query):
         for folder in page.get('value', []):
@@ -1093,8 +1093,12 @@ def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
     return current or 'msgfolderroot'
 
 
+def folder_path(user: str, folder_id: str) -> str:
+    return f'{user_path(user)}/mailFolders/{encode_id(folder_id)}'
+
+
 def messages_path(user: str, folder_id: str = '') -> str:
-    return f'{user_path(user)}/mailFolders/{encode_id(folder_id)}/messages' if folder_id else f'{user_path(user)}/messages'
+    return f'{folder_path(user, folder_id)}/messages' if folder_id else f'{user_path(user)}/messages'
 
 
 def message_path(user: str, message_id: str) -> str:
@@ -1128,7 +1132,7 @@ def test_module_command(client: GraphClient, fetch: 'FetchSettings') -> str:
         return 'ok'
     try:
         folder_id = resolve_folder(client, fetch.mailbox, fetch.folder)
-        client.get(f'{user_path(fetch.mailbox)}/mailFolders/{encode_id(folder_id)}', params={'$select': 'id,displayName'})
+        client.get(folder_path(fetch.mailbox, folder_id), params={'$select': 'id,displayName'})
         client.get(messages_path(fetch.mailbox, folder_id), params={'$top': '1', '$select': 'id'})
     except GraphError as exc:
         raise MailError(f'The fetch mailbox {fetch.mailbox} or folder {fetch.folder!r} could not be read: '
@@ -1353,7 +1357,7 @@ def list_child_folders_command(client: GraphClient, args: dict) -> dict:
     limit = arg_int(args, 'limit', 20)
     try:
         parent_id = resolve_folder(client, user, parent)
-        folders = collect(client, f'{user_path(user)}/mailFolders/{encode_id(parent_id)}/childFolders', limit)
+        folders = collect(client, f'{folder_path(user, parent_id)}/childFolders', limit)
     except GraphError as exc:
         raise describe_graph_error(exc, f'Folder {parent} in mailbox {user}', 'Mail.Read') from None
     return folders_entry(folders, f'Child folders of {parent} for {user}')
@@ -1381,7 +1385,7 @@ def update_folder_command(client: GraphClient, args: dict) -> dict:
     new_name = arg_text(args, 'new_display_name', required=True)
     try:
         folder_id = resolve_folder(client, user, folder)
-        updated = client.patch(f'{user_path(user)}/mailFolders/{encode_id(folder_id)}', {'displayName': new_name})
+        updated = client.patch(folder_path(user, folder_id), {'displayName': new_name})
     except GraphError as exc:
         raise describe_graph_error(exc, f'Folder {folder} in mailbox {user}', 'Mail.ReadWrite') from None
     return folders_entry([updated], f"Mail folder '{folder}' was renamed to '{new_name}'")
@@ -1392,7 +1396,7 @@ def delete_folder_command(client: GraphClient, args: dict) -> dict:
     folder = arg_text(args, 'folder_id', required=True)
     try:
         folder_id = resolve_folder(client, user, folder)
-        client.delete(f'{user_path(user)}/mailFolders/{encode_id(folder_id)}')
+        client.delete(folder_path(user, folder_id))
     except GraphError as exc:
         raise describe_graph_error(exc, f'Folder {folder} in mailbox {user}', 'Mail.ReadWrite') from None
     return note_entry(f'The folder {folder} was deleted.', f'The folder {folder} was deleted from {user}.')
@@ -2108,7 +2112,7 @@ def remember_candidates(state: FetchState, items: list[dict], bound: Optional[da
 def read_delta_changes(client: GraphClient, state: FetchState) -> None:
     """Follows the delta cursor to the end of the round, or until the pending queue is full."""
     if not state.cursor:
-        url = f'{user_path(state.mailbox)}/mailFolders/{encode_id(state.folder_id)}/messages/delta'
+        url = f'{folder_path(state.mailbox, state.folder_id)}/messages/delta'
         params: Optional[dict] = {'$select': 'id,receivedDateTime', 'changeType': 'created'}
     else:
         url, params = state.cursor, None
