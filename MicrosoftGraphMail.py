@@ -18,6 +18,7 @@ import random
 import re
 import time
 import traceback
+import unicodedata
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -1116,7 +1117,7 @@ def describe_graph_error(error: GraphError, what: str, permission: str) -> MailE
                          'application permission with admin consent, and access to this mailbox if an application '
                          'access policy or RBAC for Applications limits it.' +
                          (f' request-id: {error.request_id}' if error.request_id else ''))
-    return error
+    return MailError(f'{what}: {error}')
 
 
 # ================================================================================ COMMANDS: AUTH AND TEST
@@ -1244,8 +1245,11 @@ MAX_FILE_NAME_LENGTH = 200
 
 
 def clean_file_name(name: str) -> str:
+    """No path parts, no control or invisible format characters: a right-to-left override would show
+    `invoice<RLO>fdp.exe` as `invoiceexe.pdf` in the War Room."""
     base = re.split(r'[\\/]', name or '')[-1]
-    base = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', '_', base).strip().lstrip('.')
+    base = ''.join('_' if unicodedata.category(c) == 'Cc' else c for c in base if unicodedata.category(c) != 'Cf')
+    base = re.sub(r'[<>:"|?*]', '_', base).strip().lstrip('.')
     if len(base) <= MAX_FILE_NAME_LENGTH:
         return base
     stem, extension = os.path.splitext(base)
@@ -1425,7 +1429,7 @@ def delete_email_command(client: GraphClient, args: dict) -> dict:
         client.delete(message_path(user, message_id))
     except GraphError as exc:
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.ReadWrite') from None
-    readable = f'Message {message_id} was deleted from mailbox {user} (moved to Deleted Items, recoverable).'
+    readable = f'Message {message_id} was deleted from mailbox {user} (a soft delete: recoverable from Recoverable Items).'
     return note_entry(readable, readable)
 
 
