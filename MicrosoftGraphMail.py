@@ -1723,7 +1723,8 @@ def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: l
         return
     try:
         client.post(f'{draft_path}/send')
-    except (GraphError, TransportError) as exc:
+    except (GraphError, ThrottledError, TransportError) as exc:
+        # Throttled (429/503 to the end) or a 4xx: Graph refused the send, so the draft can safely go.
         refused = isinstance(exc, ThrottledError) or (isinstance(exc, GraphError) and exc.status < 500)
         if refused or still_a_draft(client, draft_path):
             raise MailError(f'Sending failed: {exc} {discard_draft(client, draft_path, draft)}') from None

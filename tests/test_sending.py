@@ -816,6 +816,18 @@ class TestCleanupOnFailure:
         assert 'The draft was deleted; nothing was sent.' in str(exc.value)
         assert f'HTTP {status}' in str(exc.value)
 
+    def test_a_final_send_throttled_beyond_the_retry_budget_deletes_the_draft(self, make_client, requests_mock,
+                                                                              war_room, sleeps):
+        """A 429 that never ends means Graph refused the send: the draft must not be left behind."""
+        client = make_client(max_attempts=2)
+        graph = Graph(requests_mock)
+        graph.m.post(f'{graph.draft_url}/send', **graph_error(429, 'error_throttled.json', {'Retry-After': '1'}))
+        war_room.add('1@1', 'big.bin', size=5 * MIB)
+        with pytest.raises(mgm.MailError) as exc:
+            mgm.send_mail_command(client, sendmail(attachIDs='1@1'))
+        assert graph.trail() == draft_flow_with_one_upload(2)[:-1] + ['POST /messages/{draft}/send'] * 2 + self.DELETED
+        assert 'The draft was deleted; nothing was sent.' in str(exc.value)
+
     def test_a_small_attachment_post_fails(self, client, graph, war_room):
         graph.m.post(f'{graph.draft_url}/attachments', **graph_error(413, 'error_attachment_too_large.json'))
         war_room.add('1@1', 'one.bin', size=2 * MIB)
