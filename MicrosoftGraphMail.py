@@ -11,6 +11,7 @@ import demistomock as demisto  # noqa: F401
 import base64
 import email.utils
 import hashlib
+import io
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
 import requests
 
@@ -1541,16 +1542,8 @@ class OutgoingAttachment:
         with open(self.path, 'rb') as handle:
             return handle.read()
 
-    def chunks(self) -> Iterator[tuple[int, bytes]]:
-        if self.data is not None:
-            for start in range(0, self.size, UPLOAD_CHUNK_BYTES):
-                yield start, self.data[start:start + UPLOAD_CHUNK_BYTES]
-            return
-        with open(self.path, 'rb') as handle:
-            start = 0
-            while chunk := handle.read(UPLOAD_CHUNK_BYTES):
-                yield start, chunk
-                start += len(chunk)
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, 'rb')
 
     def as_graph_json(self) -> dict:
         attachment = {'@odata.type': FILE_ATTACHMENT, 'name': self.name, 'isInline': self.is_inline,
@@ -1690,17 +1683,35 @@ def compose_mail(client: GraphClient, args: dict, require_recipients: bool = Tru
 
 
 def upload_large_attachment(client: GraphClient, draft_path: str, attachment: OutgoingAttachment) -> None:
+    """Uploads the file in chunks of at most 4 MiB, each starting where Graph says the next upload begins."""
     item: dict[str, Any] = {'attachmentType': 'file', 'name': attachment.name, 'size': attachment.size,
                             'isInline': attachment.is_inline}
     if attachment.content_id:
         item['contentId'] = attachment.content_id
     session = client.post(f'{draft_path}/attachments/createUploadSession', {'AttachmentItem': item})
-    upload_url = session.get('uploadUrl') or ''
-    last_status = 0
-    for start, chunk in attachment.chunks():
-        last_status = client.upload_chunk(upload_url, chunk, start, attachment.size).status_code
-    if last_status != 201:
-        raise MailError(f"The upload of '{attachment.name}' did not complete (last status {last_status}).")
+    upload_url, offset, last_status = session.get('uploadUrl') or '', 0, 0
+    with attachment.open() as stream:
+        while offset < attachment.size:
+            stream.seek(offset)
+            chunk = stream.read(UPLOAD_CHUNK_BYTES)
+            response = client.upload_chunk(upload_url, chunk, offset, attachment.size)
+            last_status = response.status_code
+            if last_status == 201:
+                return
+            offset = next_upload_offset(response, offset, offset + len(chunk))
+    raise MailError(f"The upload of '{attachment.name}' did not complete (last status {last_status}).")
+
+
+def next_upload_offset(response: requests.Response, previous: int, default: int) -> int:
+    """For Outlook attachments Graph answers nextExpectedRanges as one "{start}" value: where to continue."""
+    try:
+        expected = (response.json().get('nextExpectedRanges') or [])[0]
+        offset = int(str(expected).split('-')[0])
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return default
+    if offset <= previous:
+        raise MailError(f'The upload made no progress: Graph still expects byte {offset}.')
+    return offset
 
 
 def attach_to_draft(client: GraphClient, draft_path: str, attachments: list[OutgoingAttachment]) -> None:

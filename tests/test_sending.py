@@ -110,6 +110,7 @@ class UploadServer:
     def __init__(self, fail: dict | None = None, final_status: int = 201):
         self.fail = {k: (v if isinstance(v, list) else [v]) for k, v in (fail or {}).items()}
         self.final_status = final_status
+        self.accept_only: dict[int, int] = {}   # chunk number -> bytes kept of it (Graph then asks for the rest)
         self.next_start: dict[str, int] = {}
         self.chunks_seen: dict[str, int] = {}
 
@@ -131,6 +132,10 @@ class UploadServer:
             context.status_code = 400
             return load_json('sending/error_upload_invalid_range.json')
         self.chunks_seen[url] = number + 1
+        if number in self.accept_only:
+            self.next_start[url] = start + self.accept_only[number]
+            context.status_code = 200
+            return {**CHUNK_ACCEPTED, 'nextExpectedRanges': [str(self.next_start[url])]}
         self.next_start[url] = end + 1
         if end + 1 == total:
             context.status_code = self.final_status
@@ -827,6 +832,23 @@ class TestCleanupOnFailure:
             mgm.send_mail_command(client, sendmail(attachIDs='1@1'))
         assert graph.trail() == draft_flow_with_one_upload(2)[:-1] + ['POST /messages/{draft}/send'] * 2 + self.DELETED
         assert 'The draft was deleted; nothing was sent.' in str(exc.value)
+
+    def test_an_upload_continues_where_graph_says_the_next_upload_begins(self, client, graph, war_room):
+        """Graph may keep less than a chunk: its nextExpectedRanges, not our own count, says where to go on."""
+        data = war_room.add('1@1', 'big.bin', size=9 * MIB)
+        graph.upload.accept_only = {0: MIB}
+        mgm.send_mail_command(client, sendmail(attachIDs='1@1'))
+        assert [p.headers['Content-Range'] for p in graph.puts()] == [
+            'bytes 0-4194303/9437184', 'bytes 1048576-5242879/9437184', 'bytes 5242880-9437183/9437184']
+        assert graph.puts()[0].body[:MIB] + b''.join(p.body for p in graph.puts()[1:]) == data
+
+    def test_an_upload_that_makes_no_progress_stops_and_deletes_the_draft(self, client, graph, war_room):
+        war_room.add('1@1', 'big.bin', size=5 * MIB)
+        graph.upload.accept_only = {0: 0}
+        with pytest.raises(mgm.MailError) as exc:
+            mgm.send_mail_command(client, sendmail(attachIDs='1@1'))
+        assert 'made no progress' in str(exc.value) and 'The draft was deleted; nothing was sent.' in str(exc.value)
+        assert len(graph.puts()) == 1
 
     def test_a_small_attachment_post_fails(self, client, graph, war_room):
         graph.m.post(f'{graph.draft_url}/attachments', **graph_error(413, 'error_attachment_too_large.json'))
