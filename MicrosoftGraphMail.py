@@ -340,10 +340,20 @@ class AccessToken:
     refresh_token: str = ''
 
 
-def access_token_from_response(body: dict, default_lifetime: int) -> AccessToken:
-    lifetime = int(float(body.get('expires_in') or default_lifetime))
-    return AccessToken(value=body['access_token'], expires_on=time.time() + lifetime,
-                       refresh_token=body.get('refresh_token') or '')
+def access_token_from_response(response: requests.Response, default_lifetime: int, service: str) -> AccessToken:
+    """Reads a token answer: expires_in (seconds), or expires_on (epoch, App Service managed identity)."""
+    try:
+        body = response.json()
+        value = body['access_token']
+        if body.get('expires_in'):
+            expires_on = time.time() + float(body['expires_in'])
+        elif body.get('expires_on'):
+            expires_on = float(body['expires_on'])
+        else:
+            expires_on = time.time() + default_lifetime
+    except (ValueError, KeyError, TypeError):
+        raise MailError(f'{service} answered without a usable access token (HTTP {response.status_code}).') from None
+    return AccessToken(value=str(value), expires_on=expires_on, refresh_token=body.get('refresh_token') or '')
 
 
 def describe_transport_error(exc: Exception, target: str) -> str:
@@ -399,11 +409,11 @@ class OproxyTokenProvider(TokenProvider):
             if refresh_token:
                 return self.acquire()
             raise MailError(f'The Cortex XSOAR application refused the token request (HTTP {response.status_code}): '
-                            f'{oproxy_error_text(response)}. Check ID, Token and Key, or authorize the application again.')
-        return access_token_from_response(response.json(), OPROXY_DEFAULT_EXPIRES_IN)
+                            f'{token_endpoint_error_text(response)}. Check ID, Token and Key, or authorize the application again.')
+        return access_token_from_response(response, OPROXY_DEFAULT_EXPIRES_IN, 'The Cortex XSOAR application')
 
 
-def oproxy_error_text(response: requests.Response) -> str:
+def token_endpoint_error_text(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -502,9 +512,9 @@ class ManagedIdentityTokenProvider(TokenProvider):
                             + ' Managed identities work only on an engine that runs in Azure.') from None
         if response.status_code != 200:
             raise MailError(f'Azure managed identity token request failed (HTTP {response.status_code}): '
-                            f'{oproxy_error_text(response)}. Check that the identity is assigned to the machine '
+                            f'{token_endpoint_error_text(response)}. Check that the identity is assigned to the machine '
                             "and the 'Azure Managed Identities Client ID'.")
-        return access_token_from_response(response.json(), 3599)
+        return access_token_from_response(response, 3599, 'The Azure managed identity endpoint')
 
 
 class ContextStore:
@@ -557,6 +567,7 @@ class TokenManager:
         refresh_token = ''
         if cached.get('fingerprint') == self._fingerprint:
             refresh_token = cached.get('refresh_token', '')
+            self._redactor.add(refresh_token)
             if cached.get('access_token') and float(cached.get('valid_until', 0)) - time.time() > TOKEN_REFRESH_MARGIN_SECONDS:
                 self._current = AccessToken(cached['access_token'], float(cached['valid_until']), refresh_token)
                 self._redactor.add(self._current.value)
@@ -569,6 +580,11 @@ class TokenManager:
                                      'refresh_token': self._current.refresh_token or refresh_token}
         self._store.write(context, version)
         return self._current.value
+
+    def reset(self) -> None:
+        """Forgets every stored authentication value (msgraph-mail-auth-reset)."""
+        self._current = None
+        self._store.write({}, -1)
 
     def invalidate(self) -> None:
         """Forgets the access token (kept refresh token) after Graph rejected it."""
@@ -739,7 +755,9 @@ class GraphClient:
                                              headers=request_headers, stream=stream)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 never_sent = isinstance(exc, requests.exceptions.ConnectTimeout)
-                if (method in IDEMPOTENT_METHODS or never_sent) and attempt + 1 < self.retry.max_attempts:
+                # A certificate or proxy problem does not go away by retrying: say so at once.
+                lasting = isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError))
+                if not lasting and (method in IDEMPOTENT_METHODS or never_sent) and attempt + 1 < self.retry.max_attempts:
                     delay = self.retry.backoff(attempt)
                     if waited + delay <= self.retry.wait_budget_seconds:
                         self.retry.sleep(delay)
@@ -765,15 +783,13 @@ class GraphClient:
             waited, attempt = waited + delay, attempt + 1
 
     def get(self, path: str, params: Optional[dict] = None, headers: Optional[dict] = None) -> dict:
-        return self.send('GET', path, params=params, headers=headers).json()
+        return json_body_of(self.send('GET', path, params=params, headers=headers))
 
     def post(self, path: str, body: Any = None, headers: Optional[dict] = None) -> dict:
-        response = self.send('POST', path, json_body=body if body is not None else {}, headers=headers)
-        return response.json() if response.content else {}
+        return json_body_of(self.send('POST', path, json_body=body if body is not None else {}, headers=headers))
 
     def patch(self, path: str, body: Any) -> dict:
-        response = self.send('PATCH', path, json_body=body)
-        return response.json() if response.content else {}
+        return json_body_of(self.send('PATCH', path, json_body=body))
 
     def delete(self, path: str) -> None:
         self.send('DELETE', path)
@@ -820,12 +836,22 @@ class GraphClient:
         return results
 
     def download(self, path: str, destination: str) -> int:
-        """Streams a binary response to a file; returns its size. Never holds the whole body in memory."""
+        """Streams a binary response to a file; returns its size. Never holds the whole body in memory, and
+        leaves no partial file behind when the download fails."""
         size = 0
-        with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, open(destination, 'wb') as handle:
-            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
-                handle.write(chunk)
-                size += len(chunk)
+        try:
+            with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, \
+                    open(destination, 'wb') as handle:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                    handle.write(chunk)
+                    size += len(chunk)
+        except requests.exceptions.RequestException as exc:
+            remove_file(destination)
+            raise TransportError(f'The download broke off after {size} bytes ({type(exc).__name__}); run the '
+                                 'command again.') from None
+        except Exception:
+            remove_file(destination)
+            raise
         return size
 
     def upload_chunk(self, upload_url: str, chunk: bytes, first_byte: int, total: int) -> requests.Response:
@@ -835,6 +861,27 @@ class GraphClient:
         headers = {'Content-Range': f'bytes {first_byte}-{first_byte + len(chunk) - 1}/{total}',
                    'Content-Type': 'application/octet-stream'}
         return self.send('PUT', upload_url, data=chunk, headers=headers, authenticated=False)
+
+
+def remove_file(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def json_body_of(response: requests.Response) -> dict:
+    """The JSON object of a successful response; {} for an empty one. Anything else (an HTML page from a proxy,
+    say) is a clear error rather than a decoding traceback."""
+    if not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        host = urllib.parse.urlparse(response.url or '').netloc or 'the server'
+        raise MailError(f'{host} answered HTTP {response.status_code} with something that is not a JSON object '
+                        f"({response.headers.get('Content-Type', 'no content type')}); a proxy may be in the way.")
+    return body
 
 
 def batch_request_json(item: BatchItem) -> dict:
@@ -1011,6 +1058,15 @@ def parse_message(message: dict, user_id: str, include_body: bool = True) -> dic
     return parsed
 
 
+def html_to_text(html: str) -> str:
+    """A readable plain-text version of an HTML body (for incident details), without a second Graph call."""
+    import html as html_lib
+    text = re.sub(r'(?is)<(script|style|head)\b.*?</\1>', ' ', html or '')
+    text = re.sub(r'(?i)<br\s*/?>|</(p|div|tr|li|h\d)>', '\n', text)
+    text = html_lib.unescape(re.sub(r'<[^>]+>', '', text))
+    return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
+
+
 MESSAGE_TABLE_COLUMNS = ['ID', 'Subject', 'SendTime', 'Sender', 'From', 'Recipients', 'HasAttachments']
 
 
@@ -1083,6 +1139,8 @@ def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
     if looks_like_folder_id(folder) and not WELL_KNOWN_FOLDERS.get(split_folder_path(folder)[0].lower()):
         return folder
     segments = split_folder_path(folder)
+    if not segments:
+        raise MailError(f"Folder {folder!r} names no folder: give a folder id, a name like Inbox, or a path like Inbox/Phishing.")
     current = WELL_KNOWN_FOLDERS.get(segments[0].lower())
     walked = [segments[0]] if current else []
     for segment in segments[1:] if current else segments:
@@ -1141,7 +1199,7 @@ def test_module_command(client: GraphClient, fetch: FetchSettings) -> str:
 
 
 def auth_reset_command(client: GraphClient, args: dict) -> dict:
-    ContextStore().write({}, -1)
+    client.tokens.reset()
     return note_entry('Authorization was reset.', 'Authorization was reset. The next command requests a new token.')
 
 
@@ -1322,7 +1380,6 @@ def get_email_as_eml_command(client: GraphClient, args: dict) -> dict:
     try:
         client.download(f'{message_path(user, message_id)}/$value', path)
     except GraphError as exc:
-        os.remove(path) if os.path.exists(path) else None
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
     return file_entry(file_id, safe_attachment_name(message_id.replace('/', '-') + '.eml', 'message.eml'))
 
@@ -1785,7 +1842,7 @@ def send_through_draft(client: GraphClient, create_path: str, payload: dict, mai
 
 
 def flatten_recipients(recipients: Optional[list]) -> list[str]:
-    return [r['emailAddress']['address'] for r in recipients or []]
+    return [parse_address(r)['Address'] for r in recipients or []]
 
 
 def sent_mail_context(message: dict, message_id: str, status: str) -> dict:
@@ -1867,7 +1924,8 @@ def send_draft_command(client: GraphClient, args: dict) -> dict:
     return note_entry(f'Draft {draft_id} was sent.', f'### The draft with ID {draft_id} was sent successfully.')
 
 
-def reply_payload(mail: OutgoingMail, comment: str) -> dict:
+def comment_payload(mail: OutgoingMail, comment: str) -> dict:
+    """The body of reply, createReply and createForward: the recipients and attachments, plus a comment."""
     message = {k: v for k, v in mail.message.items() if k not in ('body', 'importance', 'flag')}
     return {'message': message, 'comment': comment}
 
@@ -1877,7 +1935,7 @@ def reply_to_command(client: GraphClient, args: dict) -> dict:
     message_id = arg_text(args, 'ID', required=True)
     comment = arg_text(args, 'body', required=True)
     mail = compose_mail(client, args)
-    payload = reply_payload(mail, comment)
+    payload = comment_payload(mail, comment)
     original = message_path(mail.sender, message_id)
     try:
         if mail.attachments:
@@ -1900,7 +1958,7 @@ def reply_mail_command(client: GraphClient, args: dict) -> dict:
     comment = mail.message['body']['content']
     try:
         draft = send_through_draft(client, f'{message_path(mail.sender, in_reply_to)}/createReply',
-                                   reply_payload(mail, comment), mail, send=True)
+                                   comment_payload(mail, comment), mail, send=True)
     except GraphError as exc:
         raise describe_graph_error(exc, f'Message {in_reply_to} in mailbox {mail.sender}', 'Mail.Send') from None
     context = {**sent_mail_context({**mail.message, 'body': {'content': comment}}, draft.get('id', ''), 'sent'),
@@ -1919,7 +1977,7 @@ def forward_email_command(client: GraphClient, args: dict) -> dict:
         raise MailError("Missing argument 'to': give the addresses to forward to.")
     try:
         draft = send_through_draft(client, f'{message_path(user, message_id)}/createForward',
-                                   reply_payload(mail, arg_text(args, 'comment')), mail, send=True)
+                                   comment_payload(mail, arg_text(args, 'comment')), mail, send=True)
     except GraphError as exc:
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Send') from None
     row = {'ID': draft.get('id', ''), 'To': flatten_recipients(mail.message['toRecipients']), 'UserID': user,
@@ -1940,6 +1998,7 @@ def forward_email_command(client: GraphClient, args: dict) -> dict:
 #    with their incidents, and a bounded set of ingested ids keeps a replay from creating a duplicate.
 FETCH_STATE_VERSION = 1
 FETCH_DELTA_PAGE_SIZE = 1000
+FETCH_DELTA_PAGES_PER_RUN = 50  # a first round over a large folder goes on next run from its saved link
 FETCH_PENDING_CAP = 5000
 FETCH_SEEN_CAP = 5000
 FETCH_WINDOW_OVERLAP_MINUTES = 10
@@ -2124,14 +2183,17 @@ def remember_candidates(state: FetchState, items: list[dict], bound: Optional[da
 
 
 def read_delta_changes(client: GraphClient, state: FetchState) -> None:
-    """Follows the delta cursor to the end of the round, or until the pending queue is full."""
+    """Follows the delta cursor to the end of the round, until the pending queue is full, or for at most
+    FETCH_DELTA_PAGES_PER_RUN pages; the cursor keeps the place for the next run."""
     if not state.cursor:
         url = f'{folder_path(state.mailbox, state.folder_id)}/messages/delta'
         params: Optional[dict] = {'$select': 'id,receivedDateTime', 'changeType': 'created'}
     else:
         url, params = state.cursor, None
     headers = {'Prefer': f'odata.maxpagesize={FETCH_DELTA_PAGE_SIZE}'}
-    while len(state.pending) + FETCH_DELTA_PAGE_SIZE <= FETCH_PENDING_CAP:
+    for _ in range(FETCH_DELTA_PAGES_PER_RUN):
+        if len(state.pending) + FETCH_DELTA_PAGE_SIZE > FETCH_PENDING_CAP:
+            return
         page = client.get(url, params=params, headers=headers)
         bound = parse_graph_time(state.initial_bound) if state.initial_bound else None
         remember_candidates(state, page.get('value', []), bound)
@@ -2193,7 +2255,7 @@ def track_fetch_folder(client: GraphClient, state: FetchState, settings: FetchSe
     but the folder still exists elsewhere (renamed or moved), it is still fetched by its id."""
     try:
         folder_id = resolve_folder(client, settings.mailbox, settings.folder)
-    except GraphError:
+    except (GraphError, ThrottledError, TransportError):
         raise
     except MailError as exc:
         unchanged = state.folder_id and state.folder == settings.folder
@@ -2235,15 +2297,6 @@ def folder_is_live(client: GraphClient, state: FetchState, folder_id: str) -> bo
             return False
         raise
     return True
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text version of an HTML body (for incident details), without a second Graph call."""
-    import html as html_lib
-    text = re.sub(r'(?is)<(script|style|head)\b.*?</\1>', ' ', html or '')
-    text = re.sub(r'(?i)<br\s*/?>|</(p|div|tr|li|h\d)>', '\n', text)
-    text = html_lib.unescape(re.sub(r'<[^>]+>', '', text))
-    return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
 
 
 def attachment_file_name(attachment: dict, legacy_name: bool) -> str:
@@ -2375,6 +2428,12 @@ def read_pending_messages(client: GraphClient, state: FetchState, limit: int) ->
                 # Still throttled after the retry budget: keep order, the rest is read next run.
                 demisto.info(f'Fetch stopped at a throttled mail: {batch_failure_text(answer)}')
                 return messages, gone
+            elif answer.get('status') == 400 and any(a.get('status') == 200 for a in answers.values()):
+                # Graph refuses this one mail while it reads the others with the same query: an item that can
+                # never be read must not block every later mail. Logged, not silently.
+                demisto.error(f"Mail {pending['id']} in {state.mailbox} cannot be read and is skipped: "
+                              f'{batch_failure_text(answer)}')
+                gone.append(pending['id'])
             else:
                 raise MailError(f"Mail {pending['id']} in {state.mailbox} could not be read "
                                 f'({batch_failure_text(answer)}); the fetch stops so that it is not skipped.')
@@ -2426,6 +2485,8 @@ def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, de
     http = HttpSession(parse_timeout(params.get('timeout')), insecure=param_bool(params, 'insecure'),
                        use_proxy=param_bool(params, 'proxy'))
     tokens = TokenManager(build_token_provider(auth, endpoints, http), auth.fingerprint(endpoints), store, redactor)
+    demisto.debug(f'{endpoints.cloud_name} cloud: Graph {endpoints.graph_base}, token authority {endpoints.login_root}, '
+                  f'auth mode {auth.mode}')
     return GraphClient(endpoints, http, tokens, default_user=default_user)
 
 
@@ -2469,14 +2530,13 @@ def main() -> None:
     redactor = SecretRedactor(secrets_in_params(params))
     demisto.debug(f'Command being called is {command}')
     try:
-        fetch_settings = FetchSettings.from_params(params)
         # The platform does not allow the integration context inside test-module.
         store = MemoryStore() if command == 'test-module' else ContextStore()
-        client = build_client(params, redactor, store, fetch_settings.mailbox)
+        client = build_client(params, redactor, store, (params.get('mailbox_to_fetch') or '').strip())
         if command == 'test-module':
-            demisto.results(test_module_command(client, fetch_settings))
+            demisto.results(test_module_command(client, FetchSettings.from_params(params)))
         elif command == 'fetch-incidents':
-            next_run, incidents = fetch_incidents(client, demisto.getLastRun() or {}, fetch_settings)
+            next_run, incidents = fetch_incidents(client, demisto.getLastRun() or {}, FetchSettings.from_params(params))
             demisto.setLastRun(next_run)
             demisto.incidents(incidents)
         elif command in COMMANDS:

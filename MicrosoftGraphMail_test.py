@@ -1072,17 +1072,28 @@ class TestParameters:
         with pytest.raises(mgm.MailError, match="'fetch_limit'"):
             mgm.FetchSettings.from_params({'fetch_limit': value})
 
-    @pytest.mark.parametrize('params, named', [
-        (secret_params(timeout='abc'), 'timeout'),
-        (secret_params(fetch_limit='lots'), 'fetch_limit'),
-        (secret_params(look_back='-1'), 'look_back'),
-        (secret_params(url='http://graph.microsoft.com'), 'url'),
+    @pytest.mark.parametrize('command, params, named', [
+        ('msgraph-mail-list-folders', secret_params(timeout='abc'), 'timeout'),
+        ('msgraph-mail-list-folders', secret_params(url='http://graph.microsoft.com'), 'url'),
+        ('test-module', secret_params(fetch_limit='lots'), 'fetch_limit'),
+        ('fetch-incidents', secret_params(look_back='-1'), 'look_back'),
     ])
-    def test_main_reports_bad_parameters_as_error_entries(self, run_main, requests_mock, params, named):
-        run = run_main('msgraph-mail-list-folders', params, {'user_id': MAILBOX})
-        assert named in run.error_text
-        assert 'Traceback' not in run.error_text
+    def test_main_reports_bad_parameters_as_error_entries(self, run_main, requests_mock, command, params, named):
+        if command == 'fetch-incidents':
+            with pytest.raises(mgm.MailError, match=named):   # a failed fetch raises so the last run is kept
+                run_main(command, params, {})
+        else:
+            run = run_main(command, params, {'user_id': MAILBOX})
+            assert named in run.error_text
+            assert 'Traceback' not in run.error_text
         assert requests_mock.call_count == 0
+
+    def test_a_bad_fetch_parameter_does_not_stop_other_commands(self, run_main, requests_mock):
+        mock_authority(requests_mock)
+        mock_folders(requests_mock)
+        run = run_main('msgraph-mail-list-folders', secret_params(fetch_limit='lots', look_back='-1'),
+                       {'user_id': MAILBOX})
+        assert not run.errors and run.entries
 
     @pytest.mark.parametrize('name', ['self_deployed', 'insecure'])
     def test_main_reports_a_bad_checkbox_value_naming_the_parameter(self, run_main, requests_mock, name):
