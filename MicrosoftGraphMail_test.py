@@ -18,6 +18,7 @@ Sections:
 import ast
 import base64
 import hashlib
+import io
 import json
 import os
 import random
@@ -247,6 +248,24 @@ def certificate() -> CertificateMaterial:
     return CertificateMaterial(pem, cert, thumbprint)
 
 
+class BrokenStream(io.RawIOBase):
+    """A response body whose connection drops after `good` bytes: requests raises ChunkedEncodingError mid-stream."""
+
+    def __init__(self, good: bytes) -> None:
+        super().__init__()
+        self.good = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.good:
+            raise ConnectionResetError(104, 'Connection reset by peer')
+        size = min(len(buffer), len(self.good))
+        buffer[:size], self.good = self.good[:size], self.good[size:]
+        return size
+
+
 def one_line(pem: str) -> str:
     """What a one-line password field makes of a PEM: every line break becomes a space."""
     return ' '.join(pem.strip().splitlines())
@@ -415,6 +434,18 @@ class TestOproxyOnTheWire:
         run = run_main('msgraph-mail-list-folders', oproxy_params(), {'user_id': MAILBOX})
         assert 'HTTP 401' in run.error_text and 'Unauthorized registration' in run.error_text
 
+    @pytest.mark.parametrize('answer', [
+        {'json': {'token_type': 'Bearer', 'expires_in': 3595}},
+        {'text': '<html><body>Service temporarily unavailable</body></html>', 'headers': {'Content-Type': 'text/html'}},
+    ], ids=['no-access-token', 'html-page'])
+    def test_a_200_answer_without_an_access_token_is_explained(self, run_main, requests_mock, answer):
+        mock_oproxy(requests_mock, [{'status_code': 200, **answer}])
+        folders = mock_folders(requests_mock)
+        run = run_main('msgraph-mail-list-folders', oproxy_params(), {'user_id': MAILBOX})
+        assert 'Cortex XSOAR application' in run.error_text and 'access token' in run.error_text
+        assert 'unexpected' not in run.error_text
+        assert not folders.called
+
     def test_key_that_is_not_base64_is_named(self, run_main, requests_mock):
         run = run_main('msgraph-mail-list-folders', oproxy_params(credentials=creds('not a key!')), {'user_id': MAILBOX})
         assert 'credentials' in run.error_text
@@ -552,6 +583,39 @@ class TestManagedIdentityOnTheWire:
         assert request.qs['api-version'] == ['2019-08-01']
         assert request.qs['resource'] == ['https://graph.microsoft.com/']
         assert '169.254.169.254' not in hosts_called(requests_mock)
+
+    @pytest.mark.parametrize('answer', [
+        {'json': {'token_type': 'Bearer', 'expires_in': '3599', 'resource': 'https://graph.microsoft.com/'}},
+        {'text': '<html><body>Azure Instance Metadata Service</body></html>', 'headers': {'Content-Type': 'text/html'}},
+    ], ids=['no-access-token', 'html-page'])
+    def test_a_200_answer_without_an_access_token_is_explained(self, run_main, requests_mock, answer):
+        requests_mock.get(self.IMDS, status_code=200, **answer)
+        folders = mock_folders(requests_mock)
+        run = run_main('msgraph-mail-list-folders', managed_identity_params(), {'user_id': MAILBOX})
+        assert 'managed identity' in run.error_text and 'access token' in run.error_text
+        assert 'unexpected' not in run.error_text
+        assert not folders.called
+
+    def test_app_service_expires_on_sets_the_expiry_so_a_short_lived_token_is_renewed(self, run_main, requests_mock,
+                                                                                       monkeypatch):
+        """App Service answers expires_on (epoch seconds) without expires_in: a token that expires in 2 minutes is
+        within the 5-minute margin, so the next command asks for a new one instead of using it for an hour."""
+        monkeypatch.setenv('IDENTITY_ENDPOINT', 'http://127.0.0.1:41234/msi/token')
+        monkeypatch.setenv('IDENTITY_HEADER', 'app-service-identity-header')
+        expires_on = int(time.time()) + 120
+        app_service = requests_mock.get('http://127.0.0.1:41234/msi/token', [
+            {'json': {'access_token': 'app-service-token-1', 'expires_on': str(expires_on), 'token_type': 'Bearer',
+                      'resource': 'https://graph.microsoft.com/'}},
+            {'json': {'access_token': 'app-service-token-2', 'expires_on': str(int(time.time()) + 86400),
+                      'token_type': 'Bearer', 'resource': 'https://graph.microsoft.com/'}}])
+        folders = mock_folders(requests_mock)
+        first = run_main('msgraph-mail-list-folders', managed_identity_params(), {'user_id': MAILBOX})
+        assert not first.errors
+        assert stored_auth()['valid_until'] == str(expires_on)
+        second = run_main('msgraph-mail-list-folders', managed_identity_params(), {'user_id': MAILBOX})
+        assert not second.errors
+        assert app_service.call_count == 2
+        assert folders.last_request.headers['Authorization'] == 'Bearer app-service-token-2'
 
     def test_unreachable_identity_endpoint_is_explained(self, run_main, requests_mock):
         requests_mock.get(self.IMDS, exc=requests.exceptions.ConnectTimeout)
@@ -693,6 +757,31 @@ class TestTokenCache:
         run_main('msgraph-mail-list-folders', secret_params(), {'user_id': MAILBOX})
         assert len(token_requests(requests_mock)) == 2
 
+    def test_auth_reset_clears_the_context_through_the_versioned_call_and_the_token_of_the_client(
+            self, requests_mock, sleeps, monkeypatch):
+        provider = CountingProvider()
+        tokens = mgm.TokenManager(provider, 'fingerprint', mgm.ContextStore(), mgm.SecretRedactor())
+        client = mgm.GraphClient(mgm.resolve_endpoints(WORLDWIDE), mgm.HttpSession(10, False, False), tokens,
+                                 retry=mgm.RetryPolicy(sleep=sleeps))
+        route = requests_mock.get(FOLDERS_URL, json={'value': []})
+        client.get(f'users/{MAILBOX}/mailFolders')
+        assert stored_auth()['access_token'] == 'access-token-1'
+        writes: list = []
+        versioned_write = demisto.setIntegrationContextVersioned
+
+        def recording_write(context: dict, version: int = -1, sync: bool = False) -> None:
+            writes.append((json.loads(json.dumps(context)), version))
+            versioned_write(context, version=version, sync=sync)
+
+        monkeypatch.setattr(demisto, 'setIntegrationContextVersioned', recording_write)
+        entry = mgm.auth_reset_command(client, {})
+        assert entry['Type'] == mgm.ENTRY_NOTE
+        assert writes == [({}, -1)]
+        assert demisto.getIntegrationContext() == {}
+        client.get(f'users/{MAILBOX}/mailFolders')
+        assert len(provider.calls) == 2
+        assert route.last_request.headers['Authorization'] == 'Bearer access-token-2'
+
     def test_test_module_never_touches_the_integration_context(self, run_main, requests_mock, monkeypatch):
         mock_authority(requests_mock)
         touched: list[str] = []
@@ -818,6 +907,20 @@ class TestRetries:
             client.post(f'users/{MAILBOX}/sendMail', {'message': {}})
         assert route.call_count == 1 and sleeps.waits == []
 
+    @pytest.mark.parametrize('failure, says', [
+        (requests.exceptions.SSLError('[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate in certificate chain'),
+         'TLS certificate verification failed'),
+        (requests.exceptions.ProxyError('Unable to connect to proxy'), 'through the proxy'),
+    ], ids=['tls-certificate', 'proxy'])
+    def test_certificate_and_proxy_errors_are_reported_at_once_not_retried(self, client, requests_mock, sleeps,
+                                                                           failure, says):
+        route = requests_mock.get(FOLDERS_URL, exc=failure)
+        with pytest.raises(mgm.TransportError, match=says) as raised:
+            client.get(f'users/{MAILBOX}/mailFolders')
+        assert 'graph.microsoft.com' in str(raised.value)
+        assert route.call_count == 1
+        assert sleeps.waits == []
+
     def test_connect_timeout_is_retried_even_for_post_because_nothing_was_sent(self, client, requests_mock):
         route = requests_mock.post(f'{GRAPH}/users/{MAILBOX}/sendMail',
                                    [{'exc': requests.exceptions.ConnectTimeout}, {'status_code': 202}])
@@ -849,6 +952,32 @@ class TestGraphErrorsAndPaging:
         requests_mock.get(FOLDERS_URL, status_code=502, text='<html>Bad Gateway</html>', reason='Bad Gateway')
         with pytest.raises(mgm.GraphError, match='502'):
             client.get(f'users/{MAILBOX}/mailFolders')
+
+    @pytest.mark.parametrize('method', ['GET', 'POST', 'PATCH'])
+    @pytest.mark.parametrize('answer', [
+        {'text': '<html><body>Sign in to the web proxy</body></html>', 'headers': {'Content-Type': 'text/html'}},
+        {'json': [{'id': 'AAMk-inbox'}]},
+    ], ids=['html-page', 'json-array'])
+    def test_a_2xx_answer_that_is_not_a_json_object_names_host_and_status(self, client, requests_mock, method, answer):
+        requests_mock.register_uri(method, FOLDERS_URL, status_code=200, **answer)
+        path = f'users/{MAILBOX}/mailFolders'
+        with pytest.raises(mgm.MailError) as raised:
+            if method == 'GET':
+                client.get(path)
+            elif method == 'POST':
+                client.post(path, {'displayName': 'Phishing'})
+            else:
+                client.patch(path, {'displayName': 'Phishing'})
+        assert 'graph.microsoft.com' in str(raised.value)
+        assert 'HTTP 200' in str(raised.value)
+
+    def test_a_proxy_page_instead_of_graph_json_is_an_error_entry(self, run_main, requests_mock):
+        mock_authority(requests_mock)
+        requests_mock.get(FOLDERS_URL, text='<html><body>Blocked by policy</body></html>',
+                          headers={'Content-Type': 'text/html'})
+        run = run_main('msgraph-mail-list-folders', secret_params(), {'user_id': MAILBOX})
+        assert 'graph.microsoft.com' in run.error_text and '200' in run.error_text
+        assert 'unexpected' not in run.error_text and 'JSONDecodeError' not in run.error_text
 
     def test_pages_follow_next_link_verbatim(self, client, requests_mock):
         next_link = f'{FOLDERS_URL}?%24top=2&%24skiptoken=AbC-Case-Sensitive'
@@ -887,6 +1016,33 @@ class TestGraphErrorsAndPaging:
         with pytest.raises(mgm.GraphError):
             client.download(f'users/{MAILBOX}/messages/gone/$value', str(in_tmp_dir / 'gone.eml'))
         assert not (in_tmp_dir / 'gone.eml').exists()
+
+    def test_a_download_that_breaks_off_is_a_transport_error_and_leaves_no_partial_file(self, client, requests_mock,
+                                                                                        in_tmp_dir):
+        route = requests_mock.get(f'{GRAPH}/users/{MAILBOX}/messages/AAMk1/$value',
+                                  body=BrokenStream(os.urandom(mgm.DOWNLOAD_CHUNK_BYTES * 2 + 10)))
+        with pytest.raises(mgm.TransportError):
+            client.download(f'users/{MAILBOX}/messages/AAMk1/$value', str(in_tmp_dir / 'mail.eml'))
+        assert os.listdir(in_tmp_dir) == []
+        assert route.call_count == 1
+
+    @pytest.mark.parametrize('command, args, download_path', [
+        ('msgraph-mail-get-email-as-eml', {'message_id': 'AAMk1'}, 'messages/AAMk1/$value'),
+        ('msgraph-mail-get-attachment', {'message_id': 'AAMk1', 'attachment_id': 'AAMkAtt1'},
+         'messages/AAMk1/attachments/AAMkAtt1/$value'),
+    ], ids=['get-email-as-eml', 'get-attachment'])
+    def test_a_command_whose_download_breaks_off_leaves_no_file(self, run_main, requests_mock, in_tmp_dir, command,
+                                                                args, download_path):
+        mock_authority(requests_mock)
+        requests_mock.get(f'{GRAPH}/users/{MAILBOX}/messages/AAMk1/attachments/AAMkAtt1', json={
+            '@odata.type': '#microsoft.graph.fileAttachment', 'id': 'AAMkAtt1', 'name': 'invoice.pdf',
+            'contentType': 'application/pdf', 'size': 3 * mgm.DOWNLOAD_CHUNK_BYTES, 'isInline': False})
+        download = requests_mock.get(f'{GRAPH}/users/{MAILBOX}/{download_path}',
+                                     body=BrokenStream(os.urandom(mgm.DOWNLOAD_CHUNK_BYTES * 2 + 10)))
+        run = run_main(command, secret_params(), {'user_id': MAILBOX, **args})
+        assert download.call_count == 1
+        assert os.listdir(in_tmp_dir) == [], 'a partial file was left in the working directory'
+        assert 'unexpected' not in run.error_text
 
     def test_upload_chunk_sends_content_range_and_no_bearer_token(self, make_client, requests_mock):
         provider = CountingProvider()
@@ -985,6 +1141,26 @@ class TestSecretRedaction:
         run = run_main('msgraph-mail-list-folders', oproxy_params(), {'user_id': MAILBOX})
         self.assert_absent(run, 'refresh-token-secret-0001', 'oproxy-access-token-0001')
 
+    @pytest.mark.parametrize('cached_token', ['valid', 'expired'])
+    def test_refresh_token_from_the_cache_echoed_by_graph_in_a_later_command(self, run_main, requests_mock,
+                                                                              cached_token):
+        """A later run reads the refresh token from the integration context, never from a token answer."""
+        oproxy = mock_oproxy(requests_mock, [
+            {'json': {'access_token': 'oproxy-access-token-0001', 'expires_in': 3595,
+                      'refresh_token': 'refresh-token-secret-0002'}},
+            {'json': {'access_token': 'oproxy-access-token-0002', 'expires_in': 3595}}])
+        requests_mock.get(FOLDERS_URL, [
+            {'json': {'value': []}},
+            {'status_code': 400, 'json': {'error': {
+                'code': 'BadRequest', 'message': 'session refresh-token-secret-0002 is not valid here'}}}])
+        assert not run_main('msgraph-mail-list-folders', oproxy_params(), {'user_id': MAILBOX}).errors
+        if cached_token == 'expired':
+            demisto.setIntegrationContext({'auth': {**stored_auth(), 'valid_until': '0'}})
+        run = run_main('msgraph-mail-list-folders', oproxy_params(), {'user_id': MAILBOX})
+        assert oproxy.call_count == (2 if cached_token == 'expired' else 1)
+        assert 'BadRequest' in run.error_text
+        self.assert_absent(run, 'refresh-token-secret-0002')
+
     def test_private_key_echoed_by_the_token_endpoint(self, run_main, requests_mock, certificate):
         key_line = certificate.private_key_pem.splitlines()[3]
         mock_authority(requests_mock, token_response=[{'status_code': 401, 'json': {
@@ -1044,6 +1220,18 @@ class TestArguments:
     def test_empty_list_argument_is_named_by_the_command(self, client):
         with pytest.raises(mgm.MailError, match="'message_ids'"):
             mgm.update_email_status_command(client, {'user_id': MAILBOX, 'message_ids': ' , ', 'status': 'Read'})
+
+    @pytest.mark.parametrize('folder', ['/', '\\', ' / ', '/ \\ /'])
+    def test_a_folder_path_that_names_no_folder_is_an_error_without_a_request(self, client, requests_mock, folder):
+        with pytest.raises(mgm.MailError):
+            mgm.resolve_folder(client, MAILBOX, folder)
+        assert requests_mock.call_count == 0
+
+    def test_a_folder_argument_of_only_a_slash_is_an_error_entry(self, run_main, requests_mock):
+        run = run_main('msgraph-mail-list-emails', secret_params(), {'user_id': MAILBOX, 'folder_id': '/'})
+        assert "'/'" in run.error_text
+        assert 'unexpected' not in run.error_text
+        assert requests_mock.call_count == 0
 
     def test_arg_choice_is_case_insensitive_and_names_the_argument(self):
         assert mgm.arg_choice({'status': 'unread'}, 'status', ('Read', 'Unread'), '') == 'Unread'

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 import requests_mock as requests_mock_module
 
 import demistomock as demisto
@@ -718,6 +719,31 @@ class TestFirstRunAndDelta:
         assert len(runs) == 4
         assert all('$deltatoken' not in c.query for c in fake.delta_calls()[:3])
 
+    def test_a_first_round_longer_than_the_page_cap_goes_on_next_run_from_its_next_link(self, client, fake,
+                                                                                         monkeypatch):
+        """A huge folder's first round is read FETCH_DELTA_PAGES_PER_RUN pages per run, never all in one run."""
+        monkeypatch.setattr(mgm, 'FETCH_DELTA_PAGE_SIZE', 2)
+        monkeypatch.setattr(mgm, 'FETCH_DELTA_PAGES_PER_RUN', 3, raising=False)  # raising=False: absent before the fix
+        for n in range(1, 10):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        fake.deliver(mail(10, at(days=3)))  # older than first_fetch, in the last page: the bound must survive the cut
+        feed = Feed(client)
+        assert feed.run() == [mail_id(n) for n in range(1, 7)]
+        assert len(fake.delta_calls()) == 3
+        next_link = fake.delta_answers[-1]['@odata.nextLink']
+        assert feed.last_run['cursor'] == next_link
+        assert feed.run() == [mail_id(7), mail_id(8), mail_id(9)]
+        first_of_second_run = fake.delta_calls()[3]
+        assert split_url(first_of_second_run.url) == split_url(next_link)
+        assert len(fake.delta_calls()) == 5
+        assert feed.last_run['cursor'] == fake.delta_answers[-1]['@odata.deltaLink']
+        fake.deliver(mail(11, at(minutes=1)))
+        assert feed.run() == [mail_id(11)]
+        assert set(fake.delta_calls()[5].query) == {'$deltatoken'}
+        assert feed.run() == []
+        assert sorted(feed.all_ids) == sorted(mail_id(n) for n in [*range(1, 10), 11])
+        assert sorted(fake.message_reads()) == sorted(feed.all_ids), 'a mail was read twice or read and dropped'
+
 
 # ================================================================================ 2. LIMIT, ORDER AND DEDUPLICATION
 class TestLimitOrderAndDedup:
@@ -852,6 +878,36 @@ class TestBatchReads:
         del fake.failing[mail_id(13)]
         assert feed.run() == [mail_id(n) for n in range(11, 21)]  # the platform kept the previous last run
         assert feed.run() == [mail_id(n) for n in range(21, 26)]
+
+    def test_one_mail_graph_refuses_with_400_is_skipped_and_logged_while_the_rest_become_incidents(
+            self, client, fake, monkeypatch):
+        errors: list[str] = []
+        monkeypatch.setattr(demisto, 'error', lambda *parts: errors.append(' '.join(str(p) for p in parts)))
+        for n in range(1, 6):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        fake.failing[mail_id(3)] = (400, {'request-id': 'req-400'},
+                                    {'error': {'code': 'ErrorInvalidRequest', 'message': 'The item cannot be read.'}})
+        feed = Feed(client)
+        assert feed.run() == [mail_id(1), mail_id(2), mail_id(4), mail_id(5)]
+        assert len(errors) == 1 and mail_id(3) in errors[0], errors
+        assert feed.last_run['pending'] == []
+        fake.deliver(mail(6, at(minutes=1)))
+        assert feed.run() == [mail_id(6)]
+        assert fake.message_reads().count(mail_id(3)) == 1, 'the refused mail blocks nothing and is not retried'
+
+    def test_a_batch_whose_every_mail_answers_400_fails_the_fetch_so_a_query_problem_is_seen(self, client, fake,
+                                                                                             monkeypatch):
+        errors: list[str] = []
+        monkeypatch.setattr(demisto, 'error', lambda *parts: errors.append(' '.join(str(p) for p in parts)))
+        for n in range(1, 4):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+            fake.failing[mail_id(n)] = answer(400, 'error_attachment_contentid_select.json')
+        with pytest.raises(mgm.MailError, match='could not be read'):
+            fetch(client, {})
+        assert errors == []
+        for n in range(1, 4):
+            del fake.failing[mail_id(n)]
+        assert Feed(client).run() == [mail_id(1), mail_id(2), mail_id(3)]  # the platform kept the previous last run
 
 
 # ================================================================================ 4. ATTACHMENTS
@@ -1081,6 +1137,59 @@ class TestFailures:
         fake.delta_fails = None
         assert feed.run() == [mail_id(5), mail_id(6)]
         assert feed.run() == []
+
+
+FOLDER_LOOKUP_URL = f'{WORLDWIDE}/v1.0/users/{USER}/mailFolders/inbox/childFolders'
+
+
+def fail_folder_lookups(requests_mock: Any, failure: str) -> Any:
+    """The lookup of the fetch folder's path (childFolders of the Inbox) is throttled, or times out, every time."""
+    if failure == 'throttled':
+        return requests_mock.get(FOLDER_LOOKUP_URL, status_code=429, headers={'Retry-After': '1'},
+                                 json=load_json('fetch/error_throttled.json'))
+    return requests_mock.get(FOLDER_LOOKUP_URL, exc=requests.exceptions.ReadTimeout)
+
+
+class TestFolderLookupFailures:
+    """A folder lookup that is throttled or times out says nothing about whether the folder exists."""
+
+    @pytest.mark.parametrize('failure', ['throttled', 'timeout'])
+    def test_pending_mail_is_ingested_and_the_folder_is_not_reported_missing(self, client, fake, requests_mock,
+                                                                             sleeps, info_log, failure):
+        for n in range(1, 6):
+            fake.deliver(mail(n, at(minutes=60 - n)))
+        feed = Feed(client, limit=2)
+        assert feed.run() == [mail_id(1), mail_id(2)]
+        cursor, deltas = feed.last_run['cursor'], len(fake.delta_calls())
+        fake.deliver(mail(6, at(minutes=1)))
+        lookup = fail_folder_lookups(requests_mock, failure)
+        run_start = len(fake.calls)
+        assert feed.run() == [mail_id(3), mail_id(4)]
+        assert lookup.called
+        assert len(fake.delta_calls()) == deltas and feed.last_run['cursor'] == cursor, \
+            'new mail was looked for although the folder could not be resolved'
+        assert fake.folder_requests(fake.calls[run_start:]) == [], \
+            'the folder was checked by its id as if its path no longer resolved'
+        assert not any('no longer resolves' in line or 'not found' in line for line in info_log), info_log
+        assert any('looking for new mail failed' in line for line in info_log), info_log
+        requests_mock.get(FOLDER_LOOKUP_URL, content=fake._on_request)   # the service answers again
+        assert feed.run() == [mail_id(5), mail_id(6)]
+        assert feed.run() == []
+
+    @pytest.mark.parametrize('failure', ['throttled', 'timeout'])
+    @pytest.mark.parametrize('first_run', [True, False], ids=['first-run', 'later-run'])
+    def test_with_nothing_pending_the_fetch_fails_without_calling_the_folder_missing(self, client, fake, requests_mock,
+                                                                                     sleeps, first_run, failure):
+        fake.deliver(mail(1, at(minutes=30)))
+        last_run = {} if first_run else fetch(client, {})[0]
+        fake.deliver(mail(2, at(minutes=5)))
+        run_start = len(fake.calls)
+        fail_folder_lookups(requests_mock, failure)
+        with pytest.raises(mgm.MailError) as raised:
+            fetch(client, last_run)
+        assert isinstance(raised.value, (mgm.ThrottledError, mgm.TransportError)), repr(raised.value)
+        assert 'was not found' not in str(raised.value) and 'folder_to_fetch' not in str(raised.value)
+        assert fake.calls[run_start:] == [], 'nothing may be read while the folder is unknown'
 
 
 # ================================================================================ 8. main() FOR fetch-incidents
