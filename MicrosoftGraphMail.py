@@ -2332,7 +2332,7 @@ def save_fetched_attachments(client: GraphClient, user: str, messages: list[dict
         items = [BatchItem(str(i), 'GET', f"{attachments_path(user, t['message'])}/{encode_id(a['id'])}")
                  for i, (a, t) in enumerate(group)]
         answers = client.batch(items)
-        for item, (attachment, target) in zip(items, group):
+        for item, (_, target) in zip(items, group):
             answer = answers[item.id]
             if answer.get('status') != 200:
                 skip_broken_attachment(int(answer.get('status') or 0), batch_failure_text(answer), target)
