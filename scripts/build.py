@@ -491,25 +491,6 @@ def check_unified(text: str, sandbox_check: bool = True) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ command line
-def _ensure_project_python() -> None:
-    """Re-runs this script with the project's .venv when the current Python lacks its packages."""
-    try:
-        import cryptography  # noqa: F401
-        import msal  # noqa: F401
-        import requests  # noqa: F401
-        import yaml  # noqa: F401
-        return
-    except ImportError:
-        pass
-    venv_python = ROOT / '.venv' / 'bin' / 'python'
-    if os.environ.get('MGM_BUILD_REEXEC'):
-        raise SystemExit('scripts/build.py: the project venv lacks its requirements; run scripts/bootstrap.sh')
-    if not venv_python.is_file():
-        subprocess.run(['bash', str(ROOT / 'scripts' / 'bootstrap.sh')], check=True)
-    os.environ['MGM_BUILD_REEXEC'] = '1'
-    os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -563,7 +544,9 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == '__main__':
-    _ensure_project_python()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from project_python import ensure_project_python
+    ensure_project_python(__file__, ('cryptography', 'msal', 'requests', 'yaml'))
     try:
         sys.exit(main())
     except BuildError as error:

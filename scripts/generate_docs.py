@@ -9,9 +9,7 @@ example command line for the shell runner, its inputs and its context outputs.
 """
 import argparse
 import difflib
-import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -178,22 +176,6 @@ def load_integration(path: Path = YML_PATH) -> dict:
     return yaml.safe_load(path.read_text(encoding='utf-8'))
 
 
-def _ensure_yaml() -> None:
-    """Re-runs this script with the project's .venv when the current Python has no PyYAML."""
-    try:
-        import yaml  # noqa: F401
-        return
-    except ImportError:
-        pass
-    venv_python = ROOT / '.venv' / 'bin' / 'python'
-    if os.environ.get('MGM_DOCS_REEXEC'):
-        raise SystemExit('scripts/generate_docs.py needs PyYAML: run scripts/bootstrap.sh')
-    if not venv_python.is_file():
-        subprocess.run(['bash', str(ROOT / 'scripts' / 'bootstrap.sh')], check=True)
-    os.environ['MGM_DOCS_REEXEC'] = '1'
-    os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--check', action='store_true', help='do not write; exit 1 when README.md is out of date')
@@ -218,7 +200,9 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == '__main__':
-    _ensure_yaml()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from project_python import ensure_project_python
+    ensure_project_python(__file__, ('yaml',))
     try:
         sys.exit(main())
     except DocsError as error:
