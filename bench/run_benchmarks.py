@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.e2e_support import AUTH_MODES, Instance  # noqa: E402  (the harness the e2e tests use)
+from tests.e2e_support import AUTH_MODES, CliResult, Instance  # noqa: E402  (the harness the e2e tests use)
 
 MODULE = REPO / 'MicrosoftGraphMail.py'
 DEFAULT_OUTPUT = REPO / 'bench' / 'results.json'
@@ -144,27 +144,17 @@ class RemoteSandbox:
 
 # ====================================================================================== running the CLI
 @dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    wall_s: float
-    peak_rss_kb: Optional[int]
+class Run(CliResult):
+    """A CLI run as the e2e harness sees it, plus its wall time and the process's peak memory."""
+    wall_s: float = 0.0
+    peak_rss_kb: Optional[int] = None
 
     @property
     def document(self) -> dict:
         try:
-            return json.loads(self.stdout)
+            return super().document
         except ValueError:
             raise BenchmarkError(f'not JSON output (rc={self.returncode}): {self.stdout[:300]!r} {self.stderr[:300]!r}') from None
-
-    @property
-    def entries(self) -> list:
-        return self.document['entries']
-
-    @property
-    def incidents(self) -> list:
-        return self.document['incidents'] or []
 
 
 RSS_OPTIONS = {'auto': None, 'time': True, 'rusage': False}
