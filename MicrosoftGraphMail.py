@@ -53,26 +53,45 @@ PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
 
 
 @dataclass(frozen=True)
+class CloudCapabilities:
+    """What a cloud's Graph v1.0 declares for mail (Microsoft's per-cloud schemas): the one place commands ask
+    before they rely on an operation, so no command carries its own `if cloud == ...`."""
+    upload_sessions: bool = True          # attachments/createUploadSession (files of 3 MB or more)
+    reply_parameters: bool = True         # createReply/createForward accept `message` and `comment`
+    message_delta: bool = True            # mailFolder/messages/delta
+    inbox_rules: bool = True              # mailFolder/messageRules
+    message_headers_and_flag: bool = True  # message.internetMessageHeaders and message.flag
+    translate_exchange_ids: bool = True   # user/translateExchangeIds
+    permanent_delete: bool = True         # message/permanentDelete (hard delete)
+
+
+WORLDWIDE_CAPABILITIES = CloudCapabilities()
+US_GOV_CAPABILITIES = CloudCapabilities(upload_sessions=False, reply_parameters=False, translate_exchange_ids=False,
+                                        permanent_delete=False)
+CHINA_CAPABILITIES = CloudCapabilities(reply_parameters=False, message_delta=False, inbox_rules=False,
+                                       message_headers_and_flag=False, permanent_delete=False)
+
+
+@dataclass(frozen=True)
 class NationalCloud:
-    """A Microsoft cloud: where Graph lives and which authority issues tokens for it."""
+    """A Microsoft cloud: where Graph lives, which authority issues tokens for it, and what its Graph offers."""
     name: str
     graph_root: str
     login_root: str
-    supports_message_delta: bool = True
+    capabilities: CloudCapabilities = WORLDWIDE_CAPABILITIES
 
 
 NATIONAL_CLOUDS: dict[str, NationalCloud] = {
     'https://graph.microsoft.com': NationalCloud('Worldwide', 'https://graph.microsoft.com',
                                                  'https://login.microsoftonline.com'),
     'https://graph.microsoft.us': NationalCloud('US Gov GCC-High', 'https://graph.microsoft.us',
-                                                'https://login.microsoftonline.us'),
+                                                'https://login.microsoftonline.us', US_GOV_CAPABILITIES),
     'https://dod-graph.microsoft.us': NationalCloud('US Gov DoD', 'https://dod-graph.microsoft.us',
-                                                    'https://login.microsoftonline.us'),
+                                                    'https://login.microsoftonline.us', US_GOV_CAPABILITIES),
     'https://graph.microsoft.de': NationalCloud('Germany', 'https://graph.microsoft.de',
                                                 'https://login.microsoftonline.de'),
     'https://microsoftgraph.chinacloudapi.cn': NationalCloud('21Vianet (China)', 'https://microsoftgraph.chinacloudapi.cn',
-                                                             'https://login.chinacloudapi.cn',
-                                                             supports_message_delta=False),
+                                                             'https://login.chinacloudapi.cn', CHINA_CAPABILITIES),
 }
 
 AUTH_XSOAR_APP = 'oproxy'
@@ -182,7 +201,7 @@ class Endpoints:
     login_root: str
     scope: str
     managed_identity_resource: str
-    supports_message_delta: bool
+    capabilities: CloudCapabilities = WORLDWIDE_CAPABILITIES
 
     @property
     def graph_base(self) -> str:
@@ -208,7 +227,7 @@ def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints
     if cloud:
         return Endpoints(server_url=cloud.graph_root, cloud_name=cloud.name, login_root=authority or cloud.login_root,
                          scope=f'{cloud.graph_root}/.default', managed_identity_resource=f'{cloud.graph_root}/',
-                         supports_message_delta=cloud.supports_message_delta)
+                         capabilities=cloud.capabilities)
     if not authority:
         known = ', '.join(NATIONAL_CLOUDS)
         raise MailError(f"Server URL {url!r} is not a known Microsoft Graph endpoint ({known}). Fix a typo, or, for a "
@@ -218,7 +237,7 @@ def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints
     audience_cloud = next((c for c in NATIONAL_CLOUDS.values() if c.login_root == authority.lower()), None)
     audience = audience_cloud.graph_root if audience_cloud else url
     return Endpoints(server_url=url, cloud_name='Custom', login_root=authority, scope=f'{audience}/.default',
-                     managed_identity_resource=f'{audience}/', supports_message_delta=True)
+                     managed_identity_resource=f'{audience}/')
 
 
 @dataclass(frozen=True)
@@ -2109,7 +2128,7 @@ class FetchState:
 
 def fetch_state_from_last_run(client: GraphClient, last_run: dict, settings: FetchSettings, now: datetime) -> FetchState:
     """Loads the state; starts over on a new mailbox; takes over a last run of the existing integration."""
-    mode = 'delta' if client.endpoints.supports_message_delta else 'window'
+    mode = 'delta' if client.endpoints.capabilities.message_delta else 'window'
     first_fetch = format_time(parse_first_fetch(settings.first_fetch, now))
     if last_run.get('fetch_state_version') == FETCH_STATE_VERSION:
         state = FetchState(**{k: last_run.get(k) for k in FetchState.__dataclass_fields__})
