@@ -208,6 +208,23 @@ class Endpoints:
         return f'{self.server_url}/{GRAPH_API_VERSION}'
 
 
+def require_capability(endpoints: Endpoints, capability: str, action: str, instead: str) -> None:
+    """Refuses, before anything is changed, an action the configured cloud's Graph does not offer."""
+    if not getattr(endpoints.capabilities, capability):
+        raise MailError(f'{action} is not available in the {endpoints.cloud_name} cloud: its Microsoft Graph does not '
+                        f'offer it. {instead}')
+
+
+CLOUD_OPTIONAL_MESSAGE_FIELDS = ('internetMessageHeaders', 'flag')
+
+
+def message_select(fields: str, capabilities: CloudCapabilities) -> str:
+    """A message $select list without the properties the cloud's message type lacks (21Vianet: headers, flag)."""
+    if capabilities.message_headers_and_flag:
+        return fields
+    return ','.join(f for f in fields.split(',') if f not in CLOUD_OPTIONAL_MESSAGE_FIELDS)
+
+
 def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints:
     """Maps the Server URL to a national cloud; an unknown URL needs an explicit token authority.
 
@@ -1272,7 +1289,7 @@ def get_email_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
     message_id = arg_text(args, 'message_id', required=True)
     include_body = arg_bool(args, 'get_body', False)
-    query = {'$select': MESSAGE_DETAIL_FIELDS + (',body' if include_body else '')}
+    query = {'$select': message_select(MESSAGE_DETAIL_FIELDS, client.endpoints.capabilities) + (',body' if include_body else '')}
     query.update(odata_params(arg_text(args, 'odata')))
     try:
         message = client.get(message_path(user, message_id), params=query)
@@ -2434,7 +2451,8 @@ def read_pending_messages(client: GraphClient, state: FetchState, limit: int) ->
     messages, gone = [], []
     for start in range(0, min(limit, len(state.pending)), BATCH_MAX_REQUESTS):
         chunk = state.pending[start:min(start + BATCH_MAX_REQUESTS, limit)]
-        items = [BatchItem(str(i), 'GET', f"{message_path(state.mailbox, p['id'])}?$select={FETCH_MESSAGE_FIELDS}"
+        fields = message_select(FETCH_MESSAGE_FIELDS, client.endpoints.capabilities)
+        items = [BatchItem(str(i), 'GET', f"{message_path(state.mailbox, p['id'])}?$select={fields}"
                            f'&$expand=attachments($select={FETCH_ATTACHMENT_FIELDS})') for i, p in enumerate(chunk)]
         answers = client.batch(items)
         for item, pending in zip(items, chunk):
