@@ -11,17 +11,21 @@ import demistomock as demisto  # noqa: F401
 import base64
 import email.utils
 import hashlib
+import heapq
 import io
 import json
 import math
 import os
 import random
 import re
+import threading
 import time
 import traceback
 import unicodedata
 import urllib.parse
 import uuid
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
@@ -48,6 +52,10 @@ BACKOFF_CAP_SECONDS = 30.0
 IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'})
 
 BATCH_MAX_REQUESTS = 20
+# Graph's mail limits: 4 concurrent requests per app (across all mailboxes); Outlook runs at most 4 sub-requests of
+# one $batch in parallel, so a $batch "costs" up to 4 of those.
+APP_CONCURRENT_REQUESTS = 4
+BATCH_PARALLEL_SUBREQUESTS = 4
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
 
@@ -594,8 +602,13 @@ class TokenManager:
         self._store = store
         self._redactor = redactor
         self._current: Optional[AccessToken] = None
+        self._lock = threading.RLock()  # the $batch scheduler asks for tokens from several threads
 
     def token(self) -> str:
+        with self._lock:
+            return self._token()
+
+    def _token(self) -> str:
         if self._current and self._current.expires_on - time.time() > TOKEN_REFRESH_MARGIN_SECONDS:
             return self._current.value
         context, version = self._store.read()
@@ -624,6 +637,10 @@ class TokenManager:
 
     def invalidate(self) -> None:
         """Forgets the access token (kept refresh token) after Graph rejected it."""
+        with self._lock:
+            self._invalidate()
+
+    def _invalidate(self) -> None:
         self._current = None
         context, version = self._store.read()
         cached = context.get(CONTEXT_AUTH_KEY)
@@ -748,6 +765,7 @@ class GraphClient:
         self.tokens = tokens
         self.retry = retry or RetryPolicy()
         self.default_user = default_user
+        self.max_in_flight = APP_CONCURRENT_REQUESTS
         self._origin = self._origin_of(endpoints.graph_base)
 
     @staticmethod
@@ -843,33 +861,46 @@ class GraphClient:
             url, query = page.get('@odata.nextLink'), None
 
     def batch(self, items: list[BatchItem]) -> dict[str, dict]:
-        """Runs requests through $batch, 20 per call; throttled items are retried after their Retry-After.
+        """Runs requests through $batch (see `run_batches`) and returns {item id: {'status', 'headers', 'body'}}.
 
-        Returns {item id: {'status', 'headers', 'body'}}. Items still throttled when the retry budget
-        runs out are returned with their 429/503 status for the caller to report.
+        Items still throttled when the retry budget runs out are returned with their 429/503 status for the
+        caller to report.
         """
         results: dict[str, dict] = {}
-        for start in range(0, len(items), BATCH_MAX_REQUESTS):
-            pending = items[start:start + BATCH_MAX_REQUESTS]
-            waited, attempt = 0.0, 0
-            while pending:
-                payload = {'requests': [batch_request_json(item) for item in pending]}
-                responses = self.post('$batch', payload).get('responses') or []
-                by_id = {str(r.get('id')): r for r in responses}
-                retry_items, delay = [], 0.0
-                for item in pending:
-                    answer = by_id.get(item.id) or {'status': 500, 'headers': {}, 'body': {'error': {
-                        'code': 'MissingBatchResponse', 'message': 'Graph returned no response for this request.'}}}
-                    results[item.id] = answer
-                    if answer.get('status') in (429, 503):
-                        retry_items.append(item)
-                        after = retry_after_seconds(answer.get('headers'))
-                        delay = max(delay, self.retry.backoff(attempt) if after is None else after)
-                if not retry_items or attempt + 1 >= self.retry.max_attempts or waited + delay > self.retry.wait_budget_seconds:
-                    break
-                self.retry.sleep(delay)
-                waited, attempt, pending = waited + delay, attempt + 1, retry_items
+
+        def keep(item: BatchItem, answer: dict) -> Iterable[BatchItem]:
+            results[item.id] = answer
+            return ()
+
+        self.run_batches(items, keep)
         return results
+
+    def run_batches(self, items: Iterable[BatchItem],
+                    on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]]) -> None:
+        """The one multi-request scheduler: every multi-request workload (several mailboxes included) goes here.
+
+        * Items are packed into $batch calls of up to 20 (they may target different mailboxes).
+        * At most `max_in_flight` (4) requests run at once for the app, counted as Graph counts them: a $batch
+          counts as the sub-requests Outlook runs in parallel (at most 4), so one full batch fills the budget and
+          small retry batches can run side by side.
+        * A sub-request answered 429/503 waits for its own Retry-After (backoff without one) and is then sent again
+          in whatever batch is being packed; the others go on meanwhile. Waits of all throttled items of this call
+          overlap instead of following each other batch after batch.
+        * Each item has its own retry budget (`self.retry`: attempts and seconds waited); when it runs out the item's
+          last 429/503 answer is final.
+        * `items` is read lazily and `on_answer(item, answer)` is called (in the calling thread) with each final
+          answer; it may return follow-up items (the next page of a mailbox, say), which are sent before new ones.
+          Memory stays flat in the length of `items`.
+        """
+        _BatchRun(self, iter(items), on_answer).run()
+
+    def post_batch(self, items: list[BatchItem]) -> dict[str, dict]:
+        """One $batch call (retried as a whole on an envelope 429/503): {item id: answer}; a missing answer is a 500."""
+        responses = self.post('$batch', {'requests': [batch_request_json(item) for item in items]}).get('responses') or []
+        by_id = {str(r.get('id')): r for r in responses if isinstance(r, dict)}
+        return {item.id: by_id.get(item.id) or {'status': 500, 'headers': {}, 'body': {'error': {
+            'code': 'MissingBatchResponse', 'message': 'Graph returned no response for this request.'}}}
+            for item in items}
 
     def download(self, path: str, destination: str) -> int:
         """Streams a binary response to a file; returns its size. Never holds the whole body in memory, and
@@ -936,6 +967,122 @@ def throttled_error(last: GraphError, attempts: int, waited: float, next_delay: 
         f'Microsoft Graph is {kind} for this mailbox ({last.code}: {last.graph_message}); gave up after {attempts} '
         f'attempt(s) and {waited:.0f} s of waiting. Retry after {retry_at:%Y-%m-%dT%H:%M:%SZ}'
         f' (Retry-After {next_delay:.0f} s).' + (f' request-id: {last.request_id}' if last.request_id else ''))
+
+
+@dataclass
+class _Pending:
+    """A batch item on its way: attempts made and seconds waited so far (its own retry budget)."""
+    item: BatchItem
+    attempts: int = 0
+    waited: float = 0.0
+
+
+class _SchedulerClock:
+    """Monotonic time that also advances by the waits the retry policy's `sleep` was asked for, so an injected
+    sleep that returns at once (tests) still makes throttled items due."""
+
+    def __init__(self, sleep: Callable[[float], None]):
+        self._sleep = sleep
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        started = time.monotonic()
+        self._sleep(seconds)
+        self._offset += max(0.0, seconds - (time.monotonic() - started))
+
+
+class _BatchRun:
+    """One `GraphClient.run_batches` call: a coordinator (the calling thread) packing items into $batch calls that
+    worker threads send, with a heap of throttled items waiting for their own Retry-After."""
+
+    def __init__(self, client: 'GraphClient', source: Iterator[BatchItem],
+                 on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]]):
+        self.client = client
+        self.source: Optional[Iterator[BatchItem]] = source
+        self.on_answer = on_answer
+        self.ready: deque[_Pending] = deque()
+        self.delayed: list[tuple[float, int, _Pending]] = []
+        self.in_flight: dict[Future, tuple[list[_Pending], int]] = {}
+        self.units = 0
+        self.clock = _SchedulerClock(client.retry.sleep)
+        self._order = 0
+
+    def run(self) -> None:
+        limit = max(1, self.client.max_in_flight)
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix='graph-batch') as pool:
+            try:
+                while True:
+                    self._release_due()
+                    self._refill()
+                    self._launch(pool, limit)
+                    if self.in_flight:
+                        done, _ = wait(list(self.in_flight), timeout=self._time_to_next_due(),
+                                       return_when=FIRST_COMPLETED)
+                        for future in done:
+                            self._settle(future)
+                    elif self.delayed:
+                        self.clock.sleep(self._time_to_next_due() or 0.0)
+                    elif not self.ready:
+                        return
+            except BaseException:
+                for future in self.in_flight:
+                    future.cancel()
+                raise
+
+    def _refill(self) -> None:
+        """Reads items lazily: enough for the batches that can be in flight, never the whole workload."""
+        wanted = BATCH_MAX_REQUESTS * max(1, self.client.max_in_flight)
+        while self.source is not None and len(self.ready) < wanted:
+            try:
+                self.ready.append(_Pending(next(self.source)))
+            except StopIteration:
+                self.source = None
+
+    def _launch(self, pool: ThreadPoolExecutor, limit: int) -> None:
+        while self.ready:
+            size = min(BATCH_MAX_REQUESTS, len(self.ready))
+            cost = min(size, BATCH_PARALLEL_SUBREQUESTS)
+            if self.units and self.units + cost > limit:
+                return
+            chunk = [self.ready.popleft() for _ in range(size)]
+            future = pool.submit(self.client.post_batch, [p.item for p in chunk])
+            self.in_flight[future] = (chunk, cost)
+            self.units += cost
+            self._refill()
+
+    def _settle(self, future: Future) -> None:
+        chunk, cost = self.in_flight.pop(future)
+        self.units -= cost
+        answers = future.result()  # an envelope failure (after its own retries) ends the run
+        retry = self.client.retry
+        follow_ups: list[BatchItem] = []
+        for pending in chunk:
+            answer = answers[pending.item.id]
+            if answer.get('status') in (429, 503):
+                after = retry_after_seconds(answer.get('headers'))
+                delay = retry.backoff(pending.attempts) if after is None else after
+                if pending.attempts + 1 < retry.max_attempts and pending.waited + delay <= retry.wait_budget_seconds:
+                    pending.attempts += 1
+                    pending.waited += delay
+                    self._order += 1
+                    heapq.heappush(self.delayed, (self.clock.now() + delay, self._order, pending))
+                    continue
+            follow_ups.extend(self.on_answer(pending.item, answer) or ())
+        self.ready.extendleft(_Pending(item) for item in reversed(follow_ups))
+
+    def _release_due(self) -> None:
+        now = self.clock.now()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.ready.appendleft(heapq.heappop(self.delayed)[2])
+
+    def _time_to_next_due(self) -> Optional[float]:
+        """Seconds until the first throttled item is due, rounded up to 0.1 s (None: none is waiting)."""
+        if not self.delayed:
+            return None
+        return max(0.0, math.ceil(round(self.delayed[0][0] - self.clock.now(), 6) * 10) / 10)
 
 
 # ================================================================================ ENTRIES AND ARGUMENTS

@@ -1,0 +1,174 @@
+"""Unit tests of GraphClient's $batch scheduler (`batch`, `run_batches`): chunks of 20 across mailboxes, at most 4
+requests in flight per app as Graph counts them, each throttled sub-request retried after its own Retry-After."""
+import threading
+import time
+
+import pytest
+
+import MicrosoftGraphMail as mgm
+from conftest import GRAPH
+
+
+def item(n: int, user: str = 'a@contoso.com') -> mgm.BatchItem:
+    return mgm.BatchItem(id=f'i{n}', method='GET', url=f'users/{user}/messages?$top=1&n={n}')
+
+
+class FakeBatch:
+    """Answers POST /$batch; `plan[id]` lists the statuses an item gets on successive attempts (default 200)."""
+
+    def __init__(self, plan=None, retry_after=None, pause: float = 0.0):
+        self.plan = {k: list(v) for k, v in (plan or {}).items()}
+        self.retry_after = retry_after or {}
+        self.pause = pause
+        self.posts: list[list[str]] = []
+        self.active = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request, context):
+        ids = [r['id'] for r in request.json()['requests']]
+        with self.lock:
+            self.posts.append(ids)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.pause)
+        responses = []
+        for item_id in ids:
+            statuses = self.plan.get(item_id) or [200]
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+            headers = {'Retry-After': str(self.retry_after[item_id])} if item_id in self.retry_after else {}
+            body = {'value': [{'id': f'm-{item_id}'}]} if status == 200 else {'error': {'code': 'ApplicationThrottled',
+                                                                                           'message': 'slow down'}}
+            responses.append({'id': item_id, 'status': status, 'headers': headers, 'body': body})
+        with self.lock:
+            self.active -= 1
+        return {'responses': responses}
+
+
+def test_items_of_different_mailboxes_share_batches_of_20(client, requests_mock):
+    fake = FakeBatch()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    items = [item(n, f'user{n}@contoso.com') for n in range(41)]
+    results = client.batch(items)
+    assert [len(p) for p in fake.posts] == [20, 20, 1]
+    assert {r['status'] for r in results.values()} == {200} and len(results) == 41
+    sent = requests_mock.request_history[0].json()['requests']
+    assert {r['url'].split('/')[2] for r in sent} == {f'user{n}@contoso.com' for n in range(20)}
+
+
+def test_each_throttled_sub_request_waits_for_its_own_retry_after(client, requests_mock, sleeps):
+    fake = FakeBatch(plan={'i1': [429, 200], 'i2': [503, 200]}, retry_after={'i1': 5, 'i2': 2})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    results = client.batch([item(n) for n in range(6)])
+    # i2 is due after 2 s and goes alone; i1 follows 3 s later (5 s after its answer), not with i2 after 5 s
+    assert fake.posts[1:] == [['i2'], ['i1']]
+    assert sleeps.waits == [2.0, 3.0]
+    assert all(r['status'] == 200 for r in results.values())
+
+
+def test_throttled_items_of_several_batches_wait_together(client, requests_mock, sleeps):
+    fake = FakeBatch(plan={'i0': [429, 200], 'i25': [429, 200], 'i45': [429, 200]},
+                     retry_after={'i0': 4, 'i25': 4, 'i45': 4})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    results = client.batch([item(n) for n in range(50)])
+    assert [len(p) for p in fake.posts] == [20, 20, 10, 3]
+    assert sorted(fake.posts[3]) == ['i0', 'i25', 'i45']
+    assert sleeps.waits == [4.0], 'one wait for all throttled items, not one per batch'
+    assert all(r['status'] == 200 for r in results.values())
+
+
+def test_an_item_throttled_past_its_budget_comes_back_with_its_429(make_client, requests_mock, sleeps):
+    client = make_client(max_attempts=2)
+    fake = FakeBatch(plan={'i1': [429]}, retry_after={'i1': 3})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    results = client.batch([item(0), item(1)])
+    assert results['i1']['status'] == 429 and results['i0']['status'] == 200
+    assert sleeps.waits == [3.0]
+
+
+def test_a_retry_after_beyond_the_wait_budget_is_not_waited_for(make_client, requests_mock, sleeps):
+    client = make_client(wait_budget_seconds=10)
+    requests_mock.post(f'{GRAPH}/$batch', json=FakeBatch(plan={'i0': [429]}, retry_after={'i0': 60}))
+    assert client.batch([item(0)])['i0']['status'] == 429
+    assert sleeps.waits == []
+
+
+def test_full_batches_never_exceed_four_sub_requests_in_flight(client, requests_mock):
+    fake = FakeBatch(pause=0.02)
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    client.batch([item(n) for n in range(100)])
+    assert fake.peak == 1, 'a full $batch runs 4 sub-requests at once: a second one would exceed 4 per app'
+
+
+def test_small_batches_run_side_by_side_up_to_the_limit(client, requests_mock):
+    """Follow-up items (one per answer) make small batches; up to four of them are in flight at once."""
+    fake = FakeBatch(pause=0.05)
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    seen: list[str] = []
+
+    def on_answer(done: mgm.BatchItem, answer: dict):
+        seen.append(done.id)
+        return [item(int(done.id[1:]) + 100)] if int(done.id[1:]) < 100 else []
+
+    client.run_batches([item(n) for n in range(4)], on_answer)
+    assert len(seen) == 8
+    assert fake.peak <= 4
+    assert fake.posts[0] == ['i0', 'i1', 'i2', 'i3']
+    assert sorted(sum(fake.posts[1:], [])) == ['i100', 'i101', 'i102', 'i103']
+
+
+def test_items_are_read_lazily(client, requests_mock):
+    read = []
+
+    def source():
+        for n in range(10_000):
+            read.append(n)
+            yield item(n)
+
+    read_ahead = []
+    sent = [0]
+
+    def answer(request, context):
+        requests_ = request.json()['requests']
+        sent[0] += len(requests_)
+        read_ahead.append(len(read) - sent[0])
+        return {'responses': [{'id': r['id'], 'status': 200, 'headers': {}, 'body': {}} for r in requests_]}
+
+    requests_mock.post(f'{GRAPH}/$batch', json=answer)
+    answered = []
+    client.run_batches(source(), lambda done, answer: answered.append(done.id) or ())
+    assert len(answered) == 10_000
+    assert max(read_ahead) <= 20 * 4 + 20, 'the scheduler read far ahead of what it could send'
+
+
+def test_follow_up_items_go_before_new_ones(client, requests_mock):
+    fake = FakeBatch()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    client.run_batches([item(n) for n in range(25)],
+                       lambda done, answer: [item(1000)] if done.id == 'i0' else [])
+    assert fake.posts[1][0] == 'i1000'
+
+
+def test_an_envelope_failure_ends_the_run(client, requests_mock, sleeps):
+    requests_mock.post(f'{GRAPH}/$batch', status_code=403, json={'error': {'code': 'Forbidden', 'message': 'no'}})
+    with pytest.raises(mgm.GraphError) as raised:
+        client.batch([item(0)])
+    assert raised.value.status == 403
+
+
+def test_token_manager_is_safe_across_threads():
+    class SlowProvider:
+        calls = 0
+
+        def acquire(self, refresh_token=''):
+            SlowProvider.calls += 1
+            time.sleep(0.05)
+            return mgm.AccessToken(value='t', expires_on=time.time() + 3600)
+
+    tokens = mgm.TokenManager(SlowProvider(), 'x', mgm.MemoryStore(), mgm.SecretRedactor())
+    threads = [threading.Thread(target=tokens.token) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert SlowProvider.calls == 1
