@@ -233,11 +233,26 @@ def message_select(fields: str, capabilities: CloudCapabilities) -> str:
     return ','.join(f for f in fields.split(',') if f not in CLOUD_OPTIONAL_MESSAGE_FIELDS)
 
 
-def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints:
+def named_cloud(name: str) -> Optional[NationalCloud]:
+    """The cloud the advanced parameter 'Cloud behind a custom Server URL' (server_url_cloud) names, if any."""
+    wanted = (name or '').strip().lower()
+    if not wanted:
+        return None
+    cloud = next((c for c in NATIONAL_CLOUDS.values() if c.name.lower() == wanted), None)
+    if cloud is None:
+        names = ', '.join(c.name for c in NATIONAL_CLOUDS.values())
+        raise MailError(f"Parameter 'Cloud behind a custom Server URL' (server_url_cloud) must be one of {names}, "
+                        f'got {name!r}.')
+    return cloud
+
+
+def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '', server_url_cloud: str = '') -> Endpoints:
     """Maps the Server URL to a national cloud; an unknown URL needs an explicit token authority.
 
     The existing integration silently fell back to the worldwide authority for an unrecognised URL,
-    which sends credentials to the wrong cloud; here that is an error.
+    which sends credentials to the wrong cloud; here that is an error. A custom URL (a proxy or an emulator)
+    behaves as the cloud it fronts: the one `server_url_cloud` names (whose authority is then the default),
+    else the one whose Microsoft authority issues its tokens, else worldwide.
     """
     url = (server_url or '').strip().rstrip('/')
     authority = (azure_ad_endpoint or '').strip().rstrip('/')
@@ -248,21 +263,30 @@ def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '') -> Endpoints
         raise MailError(f"Parameter 'Server URL' (url) must be an https URL such as https://graph.microsoft.com, got {url!r}.")
     if authority and not authority.startswith('https://'):
         raise MailError(f"Parameter 'Azure AD endpoint' (azure_ad_endpoint) must be an https URL, got {authority!r}.")
+    named = named_cloud(server_url_cloud)
     cloud = NATIONAL_CLOUDS.get(url.lower())
     if cloud:
+        if named and named != cloud:
+            raise MailError(f"Parameter 'Cloud behind a custom Server URL' (server_url_cloud) says {named.name}, but "
+                            f'the Server URL {cloud.graph_root} is the {cloud.name} Graph itself: clear the parameter '
+                            '(it is for a custom Server URL only).')
         return Endpoints(server_url=cloud.graph_root, cloud_name=cloud.name, login_root=authority or cloud.login_root,
                          scope=f'{cloud.graph_root}/.default', managed_identity_resource=f'{cloud.graph_root}/',
                          capabilities=cloud.capabilities)
+    authority = authority or (named.login_root if named else '')
     if not authority:
         known = ', '.join(NATIONAL_CLOUDS)
         raise MailError(f"Server URL {url!r} is not a known Microsoft Graph endpoint ({known}). Fix a typo, or, for a "
                         "custom endpoint, set the advanced parameter 'Azure AD endpoint' (azure_ad_endpoint) to its token authority.")
-    # A custom Graph URL (a proxy or an emulator) takes its token audience from the authority's cloud when that
-    # authority is a known Microsoft one, and from itself otherwise.
-    audience_cloud = next((c for c in NATIONAL_CLOUDS.values() if c.login_root == authority.lower()), None)
-    audience = audience_cloud.graph_root if audience_cloud else url
-    return Endpoints(server_url=url, cloud_name='Custom', login_root=authority, scope=f'{audience}/.default',
-                     managed_identity_resource=f'{audience}/')
+    # The token audience is the fronted cloud's Graph when a known Microsoft authority issues the tokens, and the
+    # custom URL itself otherwise (an emulator or a proxy with its own token service). A named cloud wins over the
+    # authority's (GCC-High and DoD share one authority; GCC pairs graph.microsoft.us with the worldwide one).
+    issuing_cloud = next((c for c in NATIONAL_CLOUDS.values() if c.login_root == authority.lower()), None)
+    fronted = named or issuing_cloud
+    audience = fronted.graph_root if fronted and issuing_cloud else url
+    return Endpoints(server_url=url, cloud_name=fronted.name if fronted else 'Custom', login_root=authority,
+                     scope=f'{audience}/.default', managed_identity_resource=f'{audience}/',
+                     capabilities=fronted.capabilities if fronted else WORLDWIDE_CAPABILITIES)
 
 
 @dataclass(frozen=True)
@@ -1451,6 +1475,10 @@ ATTACHMENT_LIST_FIELDS = 'id,name,contentType,size,isInline,lastModifiedDateTime
 FILE_ATTACHMENT = '#microsoft.graph.fileAttachment'
 ITEM_ATTACHMENT = '#microsoft.graph.itemAttachment'
 REFERENCE_ATTACHMENT = '#microsoft.graph.referenceAttachment'
+MESSAGE_TYPE = '#microsoft.graph.message'
+# Meeting requests, responses and sharing invitations derive from message: an attached one is an attached mail.
+MESSAGE_ITEM_TYPES = frozenset({MESSAGE_TYPE, '#microsoft.graph.eventMessage', '#microsoft.graph.eventMessageRequest',
+                                '#microsoft.graph.eventMessageResponse', '#microsoft.graph.calendarSharingMessage'})
 
 
 def attachments_path(user: str, message_id: str) -> str:
@@ -1526,7 +1554,7 @@ def attachment_entries(client: GraphClient, user: str, message_id: str, attachme
         expanded = client.get(f"{attachments_path(user, message_id)}/{encode_id(attachment['id'])}",
                               params={'$expand': 'microsoft.graph.itemattachment/item'})
         item = expanded.get('item') or {}
-        if item.get('@odata.type', '#microsoft.graph.message') != '#microsoft.graph.message':
+        if item.get('@odata.type', MESSAGE_TYPE) not in MESSAGE_ITEM_TYPES:
             return [note_entry(expanded, f"Attachment '{name}' is an attached {item.get('@odata.type')}; only attached "
                                          'messages are supported.')]
         parsed = parse_message(item, user)
@@ -1717,6 +1745,15 @@ def rules_path(user: str) -> str:
     return f'{user_path(user)}/mailFolders/inbox/messageRules'
 
 
+RULES_ELSEWHERE = ('Manage inbox rules in Outlook on the web or with Exchange Online PowerShell '
+                   '(Get-InboxRule, Remove-InboxRule) instead.')
+
+
+def require_inbox_rules(client: GraphClient) -> None:
+    """Refuses a rules command before any request where the cloud's Graph has no messageRules (21Vianet)."""
+    require_capability(client.endpoints, 'inbox_rules', 'Inbox rules (mailFolder/messageRules)', RULES_ELSEWHERE)
+
+
 def rules_entry(rules: list[dict], title: str) -> dict:
     parsed = [{k: r.get(k) for k in RULE_FIELDS if k in r} for r in rules]
     rows = [{**r, 'actions': ', '.join(sorted((r.get('actions') or {}).keys()))} for r in parsed]
@@ -1725,6 +1762,7 @@ def rules_entry(rules: list[dict], title: str) -> dict:
 
 
 def list_rules_command(client: GraphClient, args: dict) -> dict:
+    require_inbox_rules(client)
     user = mailbox_arg(client, args)
     limit = arg_int(args, 'limit', 50)
     try:
@@ -1735,6 +1773,7 @@ def list_rules_command(client: GraphClient, args: dict) -> dict:
 
 
 def get_rule_command(client: GraphClient, args: dict) -> dict:
+    require_inbox_rules(client)
     user = mailbox_arg(client, args)
     rule_id = arg_text(args, 'rule_id', required=True)
     try:
@@ -1745,6 +1784,7 @@ def get_rule_command(client: GraphClient, args: dict) -> dict:
 
 
 def delete_rule_command(client: GraphClient, args: dict) -> dict:
+    require_inbox_rules(client)
     user = mailbox_arg(client, args)
     rule_id = arg_text(args, 'rule_id', required=True)
     try:
@@ -1915,11 +1955,41 @@ def compose_mail(client: GraphClient, args: dict, require_recipients: bool = Tru
         message['subject'] = subject
     message['body'] = {'contentType': 'HTML' if body_type == 'HTML' else 'Text', 'content': content}
     message['importance'] = arg_choice(args, 'importance', ('Low', 'Normal', 'High'), 'Normal')
-    message['flag'] = {'flagStatus': arg_choice(args, 'flag', ('notFlagged', 'complete', 'flagged'), 'notFlagged')}
+    flag = arg_choice(args, 'flag', ('notFlagged', 'complete', 'flagged'), 'notFlagged')
     headers = parse_custom_headers(args)
+    if client.endpoints.capabilities.message_headers_and_flag:
+        message['flag'] = {'flagStatus': flag}
+    elif flag != 'notFlagged':
+        require_capability(client.endpoints, 'message_headers_and_flag', "Flagging a mail (argument 'flag')",
+                           "Send it without 'flag'.")
     if headers:
+        require_capability(client.endpoints, 'message_headers_and_flag', "Custom headers (argument 'headers')",
+                           "Send the mail without 'headers'.")
         message['internetMessageHeaders'] = headers
-    return OutgoingMail(sender=sender, message=message, attachments=collect_attachments(args) + images)
+    mail = OutgoingMail(sender=sender, message=message, attachments=collect_attachments(args) + images)
+    refuse_upload_sessions(client.endpoints, mail.attachments)
+    return mail
+
+
+def single_request_file_limit() -> int:
+    """About the largest file one JSON request carries (base64 grows it by a third): all a cloud without upload
+    sessions can attach."""
+    return min(INLINE_ATTACHMENT_MAX_BYTES - 1, JSON_ATTACHMENT_BUDGET_BYTES // 4 * 3)
+
+
+def refuse_upload_sessions(endpoints: Endpoints, attachments: list) -> None:
+    """In a cloud without upload sessions (US Gov) a file that does not fit one JSON request cannot be attached:
+    refused before any draft exists."""
+    too_large = [a for a in attachments
+                 if a.needs_upload_session or a.encoded_size > JSON_ATTACHMENT_BUDGET_BYTES]
+    if too_large and not endpoints.capabilities.upload_sessions:
+        files = ', '.join(f"'{a.name}' ({a.size} bytes)" for a in too_large)
+        require_capability(endpoints, 'upload_sessions', f'Attaching files that need an upload session ({files})',
+                           f'Without upload sessions each file must fit one request: under '
+                           f'{INLINE_ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB (about {single_request_file_limit()} '
+                           f'bytes at most) and, base64-encoded, within the {JSON_ATTACHMENT_BUDGET_BYTES}-byte request '
+                           'limit. '
+                           'Nothing was created or sent. Share a larger file by a link instead, or split it.')
 
 
 def upload_large_attachment(client: GraphClient, draft_path: str, attachment: OutgoingAttachment) -> None:
@@ -1962,10 +2032,17 @@ def attach_to_draft(client: GraphClient, draft_path: str, attachments: list[Outg
             client.post(f'{draft_path}/attachments', attachment.as_graph_json())
 
 
-def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: list, send: bool) -> None:
-    """Adds the attachments and sends. A failure before the send, or a send Graph refused, deletes the draft so
-    no half-built mail is left or sent; a send that got no answer is checked before anything is deleted."""
+def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: list, send: bool,
+                   changes: Optional[dict] = None) -> None:
+    """Updates the draft with `changes`, adds the attachments and sends. A failure before the send, or a send Graph
+    refused, deletes the draft so no half-built mail is left or sent; a send that got no answer is checked before
+    anything is deleted."""
     draft_path = message_path(sender, draft['id'])
+    if changes:
+        try:
+            client.patch(draft_path, changes)
+        except Exception as exc:
+            raise MailError(f'Updating the draft failed: {exc} {discard_draft(client, draft_path, draft)}') from None
     try:
         attach_to_draft(client, draft_path, attachments)
     except Exception as exc:
@@ -2014,14 +2091,61 @@ def split_for_draft(mail: 'OutgoingMail') -> tuple[list, list]:
 
 def send_through_draft(client: GraphClient, create_path: str, payload: dict, mail: OutgoingMail, send: bool) -> dict:
     """Creates a draft (new mail, createReply or createForward), attaches everything, and optionally sends."""
-    in_json, later = split_for_draft(mail)
     wrapped = 'message' in payload
+    if wrapped and not client.endpoints.capabilities.reply_parameters:
+        return send_through_bare_response_draft(client, create_path, payload, mail, send)
+    in_json, later = split_for_draft(mail)
     message = dict(payload['message'] if wrapped else payload)
     if in_json:
         message['attachments'] = [a.as_graph_json() for a in in_json]
     draft = client.post(create_path, {**payload, 'message': message} if wrapped else message)
     complete_draft(client, mail.sender, draft, later, send)
     return draft
+
+
+RESPONSE_RECIPIENT_FIELDS = ('toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo')
+HTML_BODY_START = re.compile(r'<body\b[^>]*>', re.I)
+
+
+def send_through_bare_response_draft(client: GraphClient, create_path: str, payload: dict, mail: OutgoingMail,
+                                     send: bool) -> dict:
+    """Where createReply/createForward take no parameters (US Gov, 21Vianet): the bare draft, then a PATCH with what
+    the parameters would have carried, then the attachments, then the send; the draft cleanup of complete_draft."""
+    draft = client.post(create_path)
+    changes = response_draft_changes(draft, payload['message'], payload.get('comment') or '',
+                                     mail.message['body']['contentType'])
+    complete_draft(client, mail.sender, draft, mail.attachments, send, changes)
+    return draft
+
+
+def response_draft_changes(draft: dict, message: dict, comment: str, comment_type: str) -> dict:
+    """The PATCH that turns a bare reply/forward draft into the one createReply/createForward with `message` and
+    `comment` would have made: our recipients added to Graph's, our subject, the comment above the quoted original."""
+    changes: dict[str, Any] = {}
+    for name in RESPONSE_RECIPIENT_FIELDS:
+        if message.get(name):
+            known = {parse_address(r)['Address'].lower() for r in draft.get(name) or []}
+            added = [r for r in message[name] if parse_address(r)['Address'].lower() not in known]
+            changes[name] = list(draft.get(name) or []) + added
+    if message.get('subject'):
+        changes['subject'] = message['subject']
+    if comment:
+        changes['body'] = body_with_comment(draft.get('body') or {}, comment, comment_type)
+    return changes
+
+
+def body_with_comment(body: dict, comment: str, comment_type: str) -> dict:
+    """The draft's body (the quoted original) with the comment put first, in the body's own content type."""
+    import html as html_lib
+    content = body.get('content') or ''
+    if str(body.get('contentType', 'html')).lower() != 'html':
+        text = html_to_text(comment) if comment_type == 'HTML' else comment
+        return {'contentType': 'Text', 'content': f'{text}\n\n{content}' if content else text}
+    lead = comment if comment_type == 'HTML' else html_lib.escape(comment).replace('\n', '<br>')
+    lead = f'<div>{lead}</div>'
+    start = HTML_BODY_START.search(content)
+    merged = content[:start.end()] + lead + content[start.end():] if start else lead + content
+    return {'contentType': 'HTML', 'content': merged}
 
 
 def flatten_recipients(recipients: Optional[list]) -> list[str]:
@@ -2334,9 +2458,13 @@ TRANSLATE_IDS_PER_REQUEST = 1000
 
 
 def translate_to_immutable_ids(client: GraphClient, user: str, rest_ids: list[str]) -> dict[str, str]:
-    """Regular ids -> immutable ids. A cloud without the API answers 4xx: {} then. A transient failure raises,
-    so the fetch is retried instead of giving up the translation for good."""
+    """Regular ids -> immutable ids; {} in a cloud without the API (US Gov), or when Graph refuses it with a 4xx.
+    A transient failure raises, so the fetch is retried instead of giving up the translation for good."""
     translated: dict[str, str] = {}
+    if not client.endpoints.capabilities.translate_exchange_ids:
+        demisto.info(f'{client.endpoints.cloud_name} has no translateExchangeIds: the previous integration\'s ids '
+                     'are not translated.')
+        return translated
     for start in range(0, len(rest_ids), TRANSLATE_IDS_PER_REQUEST):
         try:
             answer = client.post(f'{user_path(user)}/translateExchangeIds', {
@@ -2664,7 +2792,8 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
 
 # ================================================================================ MAIN
 def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
-    endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '')
+    endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '',
+                                  params.get('server_url_cloud') or '')
     auth = auth_settings_from_params(params)
     http = HttpSession(parse_timeout(params.get('timeout')), insecure=param_bool(params, 'insecure'),
                        use_proxy=param_bool(params, 'proxy'))
