@@ -1,4 +1,4 @@
-"""CLI: ``python -m sandbox --port 0 --state-dir DIR [--latency-ms N]``.
+"""CLI: ``python -m sandbox --port 0 --state-dir DIR [--latency-ms N] [--cloud usgov|china]``.
 
 Prints exactly one line, ``READY https://127.0.0.1:PORT``, once listening (after
 ``DIR/sandbox.json`` is written), then serves until SIGTERM or SIGINT.
@@ -11,6 +11,7 @@ import sys
 import threading
 
 from .app import Sandbox
+from .clouds import PROFILES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-lifetime", type=int, default=3599, help="access token lifetime in seconds")
     parser.add_argument("--no-delta", action="store_true",
                         help="emulate a cloud without message delta (e.g. 21Vianet)")
+    parser.add_argument("--cloud", choices=sorted(PROFILES), default="worldwide",
+                        help="emulate a national cloud's Graph: what it lacks is refused (default: worldwide)")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
 
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     sandbox = Sandbox(args.state_dir, port=args.port, latency_ms=args.latency_ms,
                       token_lifetime=args.token_lifetime, delta_supported=not args.no_delta,
-                      verbose=args.verbose).start()
+                      cloud=args.cloud, verbose=args.verbose).start()
     try:
         print(f"READY {sandbox.base_url}", flush=True)
         stop.wait()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import control, seed
+from .clouds import cloud_profile
 from .context import SandboxContext, Settings
 from .dispatch import Dispatcher
 from .identity import IdentityConfig, TokenService
@@ -53,12 +54,13 @@ class Sandbox:
 
     def __init__(self, state_dir: str | os.PathLike | None = None, *, port: int = 0,
                  host: str = "127.0.0.1", latency_ms: int = 0, token_lifetime: int = 3599,
-                 delta_supported: bool = True, verbose: bool = False,
+                 delta_supported: bool = True, cloud: str = "worldwide", verbose: bool = False,
                  extra_route_modules: Sequence[str] = ()) -> None:
         self._state_dir_arg = state_dir
         self._requested_port = port
         self._host = host
-        self._settings = Settings(latency_ms=latency_ms, delta_supported=delta_supported)
+        self._settings = Settings(latency_ms=latency_ms, delta_supported=delta_supported,
+                                  cloud=cloud_profile(cloud).name)
         self._token_lifetime = token_lifetime
         self._verbose = verbose
         self._route_modules = (*ROUTE_MODULES, *extra_route_modules)
@@ -155,6 +157,7 @@ class Sandbox:
                 "resource": f"{ctx.base_url}/",
             },
             "mailboxes": [m.upn for m in ctx.store.mailboxes()],
+            "cloud": ctx.settings.cloud,
             "control_url": f"{ctx.base_url}/_sandbox",
             "pid": os.getpid(),
         }
@@ -227,6 +230,14 @@ class Sandbox:
 
     def set_delta_supported(self, enabled: bool) -> None:
         self._control.set_delta_supported(enabled)
+
+    def set_cloud(self, cloud: str) -> None:
+        """Emulate a national cloud's Graph: 'worldwide', 'usgov' or 'china' (see clouds.py)."""
+        self._control.set_cloud(cloud)
+
+    @property
+    def cloud(self) -> str:
+        return self._require_ctx().settings.cloud
 
     def add_message(self, user: str, folder: str = "Inbox", **spec: Any) -> dict:
         return self._control.add_message(user, folder, **spec)

@@ -20,6 +20,7 @@ class Settings:
 
     latency_ms: int = 0
     delta_supported: bool = True
+    cloud: str = "worldwide"  # a profile of sandbox/clouds.py: what that cloud's Graph lacks is refused
 
 
 @dataclass

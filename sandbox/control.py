@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from . import seed
+from .clouds import cloud_profile
 from .context import SandboxContext
 from .core import GraphError, JsonError, PLAIN_JSON, Request, Response, parse_iso
 from .factory import add_bulk, add_message
@@ -77,6 +78,11 @@ class Controller:
 
     def set_delta_supported(self, enabled: bool) -> None:
         self.ctx.settings.delta_supported = bool(enabled)
+
+    # --- cloud profile ----------------------------------------------------------------------
+    def set_cloud(self, cloud: str) -> None:
+        """Emulate a national cloud (worldwide, usgov, china): see clouds.py."""
+        self.ctx.settings.cloud = cloud_profile(cloud).name
 
     # --- mailbox content ---------------------------------------------------------------------
     def _mailbox(self, user: str) -> Mailbox:
@@ -184,6 +190,7 @@ def register(router: Router, controller: Controller) -> None:
     add("POST", "issue-token", lambda r: c.issue_token())
     add("POST", "expire-delta-tokens", lambda r: c.expire_delta_tokens())
     add("POST", "delta-supported", lambda r: c.set_delta_supported(body(r)["enabled"]))
+    add("POST", "cloud", lambda r: c.set_cloud(body(r)["cloud"]))
     add("POST", "messages", lambda r: c.add_message(**body(r)))
     add("POST", "messages/bulk", lambda r: c.add_messages_bulk(**body(r)))
     add("POST", "move", lambda r: c.move_message(**body(r)))

@@ -12,9 +12,10 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from .clouds import cloud_profile
 from .context import SandboxContext
 from .core import GraphError, JsonError, Request, Response
-from .routing import Kind, MethodNotAllowed, Router, split_path
+from .routing import Kind, MethodNotAllowed, Route, Router, split_path
 from .trouble import fault_response
 
 
@@ -35,13 +36,16 @@ class Dispatcher:
         try:
             match = self.router.match(request.method, request.path)
         except MethodNotAllowed:
-            return self._unrouted(request, 405)
+            return self._refused_by_cloud(request, None) or self._unrouted(request, 405)
         if match is None:
-            return self._unrouted(request, 404)
+            return self._refused_by_cloud(request, None) or self._unrouted(request, 404)
         route = match.route
         request.params, request.route = match.params, route
         faulted = False
         if route.kind is not Kind.CONTROL:
+            refused = self._refused_by_cloud(request, route)
+            if refused is not None:
+                return refused
             rule = self.ctx.faults.pick(request.method, request.path, request.in_batch)
             if rule is not None:
                 faulted = True
@@ -61,6 +65,16 @@ class Dispatcher:
             response = GraphError(500, "InternalServerError",
                                   "The sandbox failed to process the request.").to_response(request)
         return Outcome(self._finish(request, response), route.stats_key, route.kind, faulted)
+
+    def _refused_by_cloud(self, request: Request, route: Route | None) -> Outcome | None:
+        """What the emulated cloud's Graph lacks (sandbox/clouds.py) is refused before faults and authentication."""
+        if not request.path.startswith("/v1.0"):
+            return None
+        error = cloud_profile(self.ctx.settings.cloud).refusal(request, route)
+        if error is None:
+            return None
+        key = route.stats_key if route is not None else f"{request.method} (unmatched)"
+        return Outcome(self._finish(request, error.to_response(request)), key, route.kind if route else None)
 
     def _unrouted(self, request: Request, status: int) -> Outcome:
         if request.path.startswith("/v1.0"):

@@ -18,6 +18,7 @@ def fresh_sandbox(sandbox):
     sandbox.clear_faults()
     sandbox.set_latency(0)
     sandbox.set_delta_supported(True)
+    sandbox.set_cloud('worldwide')
     sandbox.reset_stats()
     return sandbox
 
