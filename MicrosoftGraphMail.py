@@ -1977,7 +1977,7 @@ def single_request_file_limit() -> int:
     return min(INLINE_ATTACHMENT_MAX_BYTES - 1, JSON_ATTACHMENT_BUDGET_BYTES // 4 * 3)
 
 
-def refuse_upload_sessions(endpoints: Endpoints, attachments: list) -> None:
+def refuse_upload_sessions(endpoints: Endpoints, attachments: list[OutgoingAttachment]) -> None:
     """In a cloud without upload sessions (US Gov) a file that does not fit one JSON request cannot be attached:
     refused before any draft exists."""
     too_large = [a for a in attachments
@@ -1988,8 +1988,7 @@ def refuse_upload_sessions(endpoints: Endpoints, attachments: list) -> None:
                            f'Without upload sessions each file must fit one request: under '
                            f'{INLINE_ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB (about {single_request_file_limit()} '
                            f'bytes at most) and, base64-encoded, within the {JSON_ATTACHMENT_BUDGET_BYTES}-byte request '
-                           'limit. '
-                           'Nothing was created or sent. Share a larger file by a link instead, or split it.')
+                           'limit. Nothing was created or sent. Share a larger file by a link instead, or split it.')
 
 
 def upload_large_attachment(client: GraphClient, draft_path: str, attachment: OutgoingAttachment) -> None:
