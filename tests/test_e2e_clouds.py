@@ -3,6 +3,7 @@
 (`server_url_cloud`). The sandbox refuses what that cloud's Graph lacks (sandbox/clouds.py), so a command that
 relied on a missing operation fails here. Worldwide behaviour is covered by the other e2e modules.
 """
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -146,6 +147,28 @@ def test_usgov_a_failure_after_the_bare_reply_draft_deletes_it(gov, usgov, tmp_p
     assert 'Updating the draft failed' in message and 'The draft was deleted; nothing was sent.' in message
     assert not folder_messages(usgov, BOB, 'Drafts')
     assert 'Re: Half reply' not in [m['subject'] for m in folder_messages(usgov, ALICE, 'Inbox')]
+
+
+def test_usgov_taking_over_the_existing_integrations_fetch_does_not_ask_for_id_translation(gov, usgov, tmp_path):
+    """Without translateExchangeIds the old cursor's second cannot be told apart: fetch resumes one second after
+    it, as the existing integration would have, and never tries the missing operation."""
+    folder = 'Inbox/Migrated'
+    gov.write_params(server_url_cloud=US_GOV, isFetch=True, mailbox_to_fetch='soc@contoso.com', folder_to_fetch=folder,
+                     first_fetch='3 days', fetch_limit=10)
+    create_folder(gov, folder)
+    mails = Mails(usgov)
+    cursor = utc_now() - timedelta(hours=1)
+    last = mails.add(folder, expected=False, subject='Its last incident', receivedDateTime=iso(cursor))
+    mails.add(folder, subject='Arrived after the switch', receivedDateTime=iso(cursor + timedelta(minutes=5)),
+              attachments=[pdf('after.pdf', 'after')])
+    listed = {m['immutableId']: m['id'] for m in usgov.mailbox('soc@contoso.com', folder)['folders'][0]['messages']}
+    state = gov.state()
+    state['last_run'] = {'time': iso(cursor), 'LAST_RUN_IDS': [listed[last.id]], 'LAST_RUN_FOLDER_PATH': folder,
+                         'LAST_RUN_ACCOUNT': 'soc@contoso.com', 'limit': 10}
+    gov.state_path.write_text(json.dumps(state))
+    fetcher = Fetcher(gov).drain(max_runs=5)
+    assert_exactly_once(fetcher.incidents, mails)
+    assert not [e for e in graph_log(usgov) if 'translateExchangeIds' in e['path']]
 
 
 # ================================================================================ 21Vianet
