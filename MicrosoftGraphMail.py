@@ -9,6 +9,7 @@ Graph-to-context parsers -> folders -> commands -> fetch -> main.
 import demistomock as demisto  # noqa: F401
 
 import base64
+import csv
 import email.utils
 import hashlib
 import heapq
@@ -24,6 +25,7 @@ import traceback
 import unicodedata
 import urllib.parse
 import uuid
+import zlib
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -2789,6 +2791,793 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
     return state.to_last_run(), incidents
 
 
+# ================================================================================ MULTI-MAILBOX ENGINE
+# Runs a few Graph requests in each of many mailboxes through GraphClient.run_batches (20 per $batch, across
+# mailboxes; 4 in flight per app; throttled sub-requests retried on their own). Reusable interface:
+#   scope = mailbox_scope_from_args(args)                -> MailboxScope ('mailboxes' list | 'group' | 'all')
+#   job = EngineJob.start(job_id, scope) / EngineJob.from_state(saved)   (JSON-able, bounded: a cursor and counters)
+#   run_mailbox_job(client, job, requests_for, on_answer, permission, limits, mailbox_list=None)
+#       requests_for(mailbox: MailboxRef) -> list[MailboxRequest]      the first requests in one mailbox
+#       on_answer(mailbox, request, answer) -> list[MailboxRequest]    follow-ups (next page, ...) in that mailbox
+#   The engine discovers mailboxes page by page (`$top=999`), takes at most `limits.mailboxes` of them per run (the
+#   rest next run, from the saved cursor), counts users without a mailbox, and records any other failure per mailbox
+#   (Mailbox, Error) without stopping the others. A request with `handles_errors=True` gets every answer itself.
+ENGINE_MAILBOXES_PER_RUN = 2000
+ENGINE_SECONDS_PER_RUN = 120.0
+ENGINE_FAILURES_KEPT = 100
+DIRECTORY_PAGE_SIZE = 999
+NO_MAILBOX_CODES = frozenset({'MailboxNotEnabledForRESTAPI', 'ResourceNotFound'})
+DIRECTORY_SELECT = 'id,userPrincipalName,mail'
+SCOPE_KINDS = ('mailboxes', 'group', 'all')
+
+
+@dataclass(frozen=True)
+class MailboxScope:
+    kind: str    # one of SCOPE_KINDS
+    value: str   # comma list of mailboxes, or the group id ('' for all)
+
+
+@dataclass(frozen=True)
+class MailboxRef:
+    id: str      # what goes into the path: the user id (directory) or the UPN/id as given
+    name: str    # what is shown: UPN, else mail, else the id
+
+
+@dataclass
+class MailboxRequest:
+    method: str
+    url: str
+    body: Optional[dict] = None
+    tag: Any = None              # the caller's note: which kind of request, which item
+    handles_errors: bool = False
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    mailboxes: int = ENGINE_MAILBOXES_PER_RUN
+    seconds: float = ENGINE_SECONDS_PER_RUN
+
+
+@dataclass
+class EngineJob:
+    """Where a multi-mailbox job stands; saved between runs. `page`/`index`: the directory page (relative URL,
+    '' for the first) and the position in it of the next mailbox to take."""
+    id: str
+    scope_kind: str
+    scope_value: str
+    page: str = ''
+    index: int = 0
+    discovered_all: bool = False
+    taken: int = 0
+    searched: int = 0
+    without_mailbox: int = 0
+    failed_count: int = 0
+    failed: list = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.failed = list(self.failed or [])
+
+    @classmethod
+    def start(cls: type['EngineJob'], job_id: str, scope: MailboxScope) -> 'EngineJob':
+        return cls(job_id, scope.kind, scope.value)
+
+    @classmethod
+    def from_state(cls: type['EngineJob'], state: dict) -> 'EngineJob':
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in state.items() if k in names})
+
+    def to_state(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @property
+    def done(self) -> bool:
+        return self.discovered_all and self.taken == self.searched + self.without_mailbox + self.failed_count
+
+    def record_failure(self, mailbox: MailboxRef, error: str) -> None:
+        self.failed_count += 1
+        if len(self.failed) < ENGINE_FAILURES_KEPT:
+            self.failed.append({'Mailbox': mailbox.name, 'Error': error})
+
+
+def mailbox_scope_from_args(args: dict) -> MailboxScope:
+    """Exactly one of `mailboxes` (comma list), `group_id`, `all_mailboxes=true`."""
+    mailboxes = arg_list(args, 'mailboxes')
+    group = arg_text(args, 'group_id')
+    everyone = arg_bool(args, 'all_mailboxes')
+    given = [name for name, present in (('mailboxes', mailboxes), ('group_id', group), ('all_mailboxes', everyone))
+             if present]
+    if len(given) != 1:
+        raise MailError("Give exactly one scope: 'mailboxes' (a comma list of UPNs or user ids), 'group_id' (its "
+                        "transitive members) or 'all_mailboxes=true'" +
+                        (f"; got {', '.join(given)}." if given else '.'))
+    if mailboxes:
+        bad = [m for m in mailboxes if not MAILBOX_PATTERN.match(m)]
+        if bad:
+            raise argument_error('mailboxes', 'UPNs or user ids separated by commas', bad[0])
+        return MailboxScope('mailboxes', ','.join(dict.fromkeys(mailboxes)))
+    if group:
+        if not GUID_PATTERN.match(group):
+            raise argument_error('group_id', 'the group object id (a GUID)', group)
+        return MailboxScope('group', group)
+    return MailboxScope('all', '')
+
+
+MAILBOX_PATTERN = re.compile(r'^[^\s/\\?#,]{1,320}$')
+GUID_PATTERN = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+
+
+def directory_first_page(scope_kind: str, scope_value: str) -> str:
+    query = f'$select={DIRECTORY_SELECT}&$top={DIRECTORY_PAGE_SIZE}'
+    if scope_kind == 'group':
+        return f'groups/{encode_id(scope_value)}/transitiveMembers/microsoft.graph.user?{query}'
+    return f'users?{query}'
+
+
+def relative_graph_link(client: GraphClient, link: Optional[str]) -> str:
+    """A nextLink as the relative URL a $batch item needs; a link to another host is refused."""
+    if not link:
+        return ''
+    absolute = client.url_for(str(link))
+    return absolute[len(client.endpoints.graph_base):].lstrip('/')
+
+
+def answer_error(answer: dict) -> tuple[int, str, str]:
+    """(status, code, message) of a sub-request's answer."""
+    body = answer.get('body')
+    error = body.get('error') if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return int(answer.get('status') or 0), str(error.get('code') or ''), str(error.get('message') or '')[:300]
+
+
+def is_without_mailbox(answer: dict) -> bool:
+    status, code, _ = answer_error(answer)
+    return status in (400, 404) and code in NO_MAILBOX_CODES
+
+
+def mailbox_failure_text(answer: dict, permission: str) -> str:
+    status, code, message = answer_error(answer)
+    if status == 403:
+        return (f'HTTP 403 {code}: access denied; the application needs the {permission} application permission '
+                '(and access to this mailbox if an application access policy or RBAC for Applications limits it).')
+    if status == 404 and code == 'ErrorInvalidUser':
+        return f'HTTP 404 {code}: no such user.'
+    if status in (429, 503):
+        return f'HTTP {status} {code}: still throttled after the retry budget; run the command again later.'
+    return f'HTTP {status} {code}: {message}'.strip()
+
+
+def directory_error(scope_kind: str, scope_value: str, answer: dict) -> MailError:
+    status, code, message = answer_error(answer)
+    what = f'the members of group {scope_value}' if scope_kind == 'group' else 'the users of the tenant'
+    if status == 403:
+        permission = 'GroupMember.Read.All' if scope_kind == 'group' else 'User.Read.All'
+        return MailError(f'Listing {what} was denied (HTTP 403 {code}). The application needs the {permission} '
+                         'application permission with admin consent.')
+    if status == 404:
+        return MailError(f'Group {scope_value} was not found (HTTP 404 {code}).')
+    return MailError(f'Listing {what} failed: {mailbox_failure_text(answer, "User.Read.All")}')
+
+
+@dataclass
+class _ActiveMailbox:
+    mailbox: MailboxRef
+    outstanding: int = 0
+    outcome: str = ''   # '' (fine so far), 'nomailbox', or the failure text
+
+
+def run_mailbox_job(client: GraphClient, job: EngineJob,
+                    requests_for: Callable[[MailboxRef], list[MailboxRequest]],
+                    on_answer: Callable[[MailboxRef, MailboxRequest, dict], list[MailboxRequest]],
+                    permission: str, limits: EngineLimits = EngineLimits(),
+                    mailbox_list: Optional[list[MailboxRef]] = None) -> None:
+    """Advances `job` by one run: takes up to `limits.mailboxes` more mailboxes (for `limits.seconds` at most), runs
+    their requests to the end and updates the job's counters. `mailbox_list` replaces directory discovery (a
+    'mailboxes' scope, or the mailboxes of an earlier search)."""
+    started = time.monotonic()
+    active: dict[str, _ActiveMailbox] = {}
+    requests: dict[str, MailboxRequest] = {}
+    serial = iter(range(1, 1 << 62))
+    taken_this_run = [0]
+
+    def room() -> int:
+        if time.monotonic() - started > limits.seconds:
+            return 0
+        return max(0, limits.mailboxes - taken_this_run[0])
+
+    def items_of(key: str, wanted: list[MailboxRequest]) -> list[BatchItem]:
+        batch_items = []
+        for request in wanted:
+            item_id = f'{key}.{next(serial)}'
+            requests[item_id] = request
+            batch_items.append(BatchItem(item_id, request.method, request.url, request.body))
+        active[key].outstanding += len(batch_items)
+        return batch_items
+
+    def take(mailboxes: list[MailboxRef], next_page: str) -> list[BatchItem]:
+        chosen = mailboxes[job.index:job.index + room()]
+        job.index += len(chosen)
+        job.taken += len(chosen)
+        taken_this_run[0] += len(chosen)
+        follow: list[BatchItem] = []
+        if job.index >= len(mailboxes):
+            if next_page:
+                job.page, job.index = next_page, 0
+                if room():
+                    follow.append(BatchItem('page', 'GET', next_page))
+            else:
+                job.discovered_all = True
+        for mailbox in chosen:
+            key = str(next(serial))
+            active[key] = _ActiveMailbox(mailbox)
+            follow.extend(items_of(key, requests_for(mailbox)))
+            if not active[key].outstanding:
+                finish(key)
+        return follow
+
+    def finish(key: str) -> None:
+        state = active.pop(key)
+        if state.outcome == 'nomailbox':
+            job.without_mailbox += 1
+        elif state.outcome:
+            job.record_failure(state.mailbox, state.outcome)
+        else:
+            job.searched += 1
+
+    def handle(item: BatchItem, answer: dict) -> list[BatchItem]:
+        if item.id == 'page':
+            if int(answer.get('status') or 0) >= 400:
+                raise directory_error(job.scope_kind, job.scope_value, answer)
+            body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+            users = [MailboxRef(str(u['id']), str(u.get('userPrincipalName') or u.get('mail') or u['id']))
+                     for u in body.get('value') or [] if isinstance(u, dict) and u.get('id')]
+            return take(users, relative_graph_link(client, body.get('@odata.nextLink')))
+        key = item.id.split('.', 1)[0]
+        state = active[key]
+        request = requests.pop(item.id)
+        state.outstanding -= 1
+        follow: list[BatchItem] = []
+        if not state.outcome:
+            status = int(answer.get('status') or 0)
+            if request.handles_errors or 200 <= status < 300:
+                follow = items_of(key, on_answer(state.mailbox, request, answer))
+            elif is_without_mailbox(answer):
+                state.outcome = 'nomailbox'
+            else:
+                state.outcome = mailbox_failure_text(answer, permission)
+        if not state.outstanding:
+            finish(key)
+        return follow
+
+    if mailbox_list is not None:
+        first = take(mailbox_list, '')
+    elif room():
+        first = [BatchItem('page', 'GET', job.page or directory_first_page(job.scope_kind, job.scope_value))]
+    else:
+        first = []
+    client.run_batches(first, handle)
+
+
+# ================================================================================ CAMPAIGN RESPONSE
+# msgraph-mail-search-mailboxes -> msgraph-mail-remediate-emails (dry run first) -> msgraph-mail-undo-remediation.
+# Jobs live in the integration context under CAMPAIGN_CONTEXT_KEY, keyed by id; found items are stored compressed
+# (zlib + base64 of JSON rows) and capped, so the context stays bounded. Work that does not fit in one run goes on
+# through XSOAR polling (the entry carries CommonServerPython's ScheduledCommand keys; the shell runner re-runs it).
+CAMPAIGN_CONTEXT_KEY = 'campaign'
+CAMPAIGN_JOBS_KEPT = 20
+CAMPAIGN_MAX_FOUND = 5000
+CAMPAIGN_MAX_ITEMS_DEFAULT = 1000
+CAMPAIGN_ITEMS_IN_CONTEXT = 1000
+CAMPAIGN_ITEMS_IN_TABLE = 50
+CAMPAIGN_POLL_SECONDS = 10
+CAMPAIGN_POLL_TIMEOUT_SECONDS = 6 * 3600
+CAMPAIGN_SEARCH_PAGE_SIZE = 100
+CAMPAIGN_MESSAGE_FIELDS = 'id,internetMessageId,subject,from,receivedDateTime,parentFolderId,isRead'
+CAMPAIGN_ACTIONS = ('move_to_deleted_items', 'move_to_junk', 'move_to_folder', 'soft_delete', 'hard_delete')
+MOVE_ACTIONS = {'move_to_deleted_items': 'deleteditems', 'move_to_junk': 'junkemail', 'move_to_folder': ''}
+ITEM_COLUMNS = ['Mailbox', 'MessageID', 'InternetMessageID', 'Subject', 'Sender', 'ReceivedDateTime', 'FolderID',
+                'FolderName', 'IsRead']
+RESULT_COLUMNS = ['Mailbox', 'MessageID', 'Result', 'Error', 'FromFolderID', 'ToFolderID']
+
+
+@dataclass(frozen=True)
+class CampaignCriteria:
+    internet_message_ids: tuple[str, ...] = ()
+    sender: str = ''
+    subject: str = ''
+    received_after: str = ''
+    received_before: str = ''
+
+    def filters(self) -> list[str]:
+        """One $filter per Message-ID (Outlook does not combine them with `or`), or one for sender/subject.
+
+        Subject is matched with `subject eq` (exact, and combinable with the other clauses); `$search="subject:"`
+        would match words, not the subject, and cannot be combined with `$filter`."""
+        common = []
+        if self.sender:
+            common.append(f'from/emailAddress/address eq {odata_quote(self.sender)}')
+        if self.subject:
+            common.append(f'subject eq {odata_quote(self.subject)}')
+        if self.received_after:
+            common.append(f'receivedDateTime ge {self.received_after}')
+        if self.received_before:
+            common.append(f'receivedDateTime lt {self.received_before}')
+        if not self.internet_message_ids:
+            return [' and '.join(common)]
+        return [' and '.join([f'internetMessageId eq {odata_quote(mid)}', *common]) for mid in self.internet_message_ids]
+
+    def to_state(self) -> dict:
+        return {'ids': list(self.internet_message_ids), 'sender': self.sender, 'subject': self.subject,
+                'after': self.received_after, 'before': self.received_before}
+
+    @classmethod
+    def from_state(cls: type['CampaignCriteria'], state: dict) -> 'CampaignCriteria':
+        return cls(tuple(state.get('ids') or ()), state.get('sender', ''), state.get('subject', ''),
+                   state.get('after', ''), state.get('before', ''))
+
+
+INTERNET_MESSAGE_ID_PATTERN = re.compile(r'^<?[^<>\s]{1,500}@[^<>\s]{1,500}>?$')
+
+
+def campaign_time_arg(args: dict, name: str, now: datetime) -> str:
+    text = arg_text(args, name)
+    if not text:
+        return ''
+    match = RELATIVE_TIME.match(text)
+    if match:
+        return format_time(now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()]))
+    try:
+        moment = datetime.fromisoformat(text.replace('Z', '+00:00'))
+    except ValueError:
+        raise argument_error(name, "an ISO time like 2024-05-01T08:00:00Z or a span like '3 days'", text) from None
+    return format_time((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc))
+
+
+def campaign_criteria_from_args(args: dict, now: datetime) -> CampaignCriteria:
+    ids = arg_list(args, 'internet_message_id')
+    for value in ids:
+        if not INTERNET_MESSAGE_ID_PATTERN.match(value):
+            raise argument_error('internet_message_id', 'Message-IDs like <abc@host>, comma separated', value)
+    sender = arg_text(args, 'sender')
+    if sender and not re.fullmatch(r'[^\s@<>]{1,200}@[^\s@<>]{1,255}', sender):
+        raise argument_error('sender', 'one email address', sender)
+    subject = arg_text(args, 'subject')
+    if not (ids or sender or subject):
+        raise MailError("Give at least one match: 'internet_message_id', 'sender' or 'subject' (optionally with "
+                        "'received_after'/'received_before').")
+    after, before = campaign_time_arg(args, 'received_after', now), campaign_time_arg(args, 'received_before', now)
+    if after and before and after >= before:
+        raise MailError(f"'received_after' ({after}) must be earlier than 'received_before' ({before}).")
+    # Graph keeps the angle brackets of a Message-ID; add them when they were left out.
+    ids = [value if value.startswith('<') else f'<{value.strip("<>")}>' for value in ids]
+    return CampaignCriteria(tuple(dict.fromkeys(ids)), sender, subject, after, before)
+
+
+# ---------------------------------------------------------------- job storage
+def pack_rows(rows: list) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(rows, separators=(',', ':')).encode('utf-8'), 9)).decode('ascii')
+
+
+def unpack_rows(packed: str) -> list:
+    return json.loads(zlib.decompress(base64.b64decode(packed)).decode('utf-8')) if packed else []
+
+
+def load_campaign_job(job_id: str) -> Optional[dict]:
+    context, _ = ContextStore().read()
+    jobs = (context.get(CAMPAIGN_CONTEXT_KEY) or {}).get('jobs') or {}
+    job = jobs.get(job_id)
+    return dict(job) if isinstance(job, dict) else None
+
+
+def save_campaign_job(job_id: str, job: dict) -> None:
+    """Read-modify-write of the job under the versioned context; the newest CAMPAIGN_JOBS_KEPT jobs are kept."""
+    store = ContextStore()
+    for _ in range(5):
+        context, version = store.read()
+        campaign = dict(context.get(CAMPAIGN_CONTEXT_KEY) or {})
+        jobs = dict(campaign.get('jobs') or {})
+        jobs[job_id] = job
+        order = [j for j in campaign.get('order') or [] if j != job_id and j in jobs] + [job_id]
+        for old in order[:-CAMPAIGN_JOBS_KEPT]:
+            jobs.pop(old, None)
+        context[CAMPAIGN_CONTEXT_KEY] = {'jobs': jobs, 'order': order[-CAMPAIGN_JOBS_KEPT:]}
+        try:
+            if hasattr(demisto, 'setIntegrationContextVersioned'):
+                demisto.setIntegrationContextVersioned(context, version=version, sync=True)
+            else:
+                demisto.setIntegrationContext(context)
+            return
+        except ValueError:
+            continue  # another run wrote first (a token refresh, say): read again
+    raise MailError(f'Could not save the state of job {job_id}: the integration context kept changing.')
+
+
+def new_job_id(prefix: str) -> str:
+    return f'{prefix}-{utc_now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}'
+
+
+def polling_entry_keys(command: str, args: dict) -> dict:
+    """CommonServerPython's ScheduledCommand.to_results() keys: the platform runs `command` again with `args`."""
+    return {'PollingCommand': command, 'NextRun': str(CAMPAIGN_POLL_SECONDS), 'PollingArgs': args,
+            'Timeout': str(CAMPAIGN_POLL_TIMEOUT_SECONDS)}
+
+
+def engine_limits(args: dict) -> EngineLimits:
+    return EngineLimits(mailboxes=arg_int(args, 'mailboxes_per_run', ENGINE_MAILBOXES_PER_RUN, 1, 100_000))
+
+
+def csv_file_entry(name: str, columns: list[str], rows: Iterable[dict]) -> dict:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction='ignore', lineterminator='\n')
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: csv_safe(row.get(k)) for k in columns})
+    return file_entry(save_bytes_as_file(buffer.getvalue().encode('utf-8')), name)
+
+
+def csv_safe(value: Any) -> Any:
+    """Attacker-written text must not become a spreadsheet formula."""
+    text = '' if value is None else str(value)
+    return "'" + text if text[:1] in ('=', '+', '-', '@', '\t', '\r') else text
+
+
+# ---------------------------------------------------------------- search
+def found_row(mailbox_index: int, message: dict) -> list:
+    sender = ((message.get('from') or {}).get('emailAddress') or {}).get('address', '')
+    return [mailbox_index, message.get('id', ''), message.get('parentFolderId', ''), '',
+            1 if message.get('isRead') else 0, message.get('receivedDateTime', ''),
+            message.get('internetMessageId', ''), message.get('subject', ''), sender]
+
+
+def found_item_context(row: list, mailboxes: list) -> dict:
+    return {'Mailbox': mailboxes[row[0]][1], 'MessageID': row[1], 'InternetMessageID': row[6], 'Subject': row[7],
+            'Sender': row[8], 'ReceivedDateTime': row[5], 'FolderID': row[2], 'FolderName': row[3],
+            'IsRead': bool(row[4])}
+
+
+def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
+    """One run of a search job: finds the copies in the next mailboxes and the names of their folders."""
+    job = EngineJob.from_state(state['engine'])
+    criteria = CampaignCriteria.from_state(state['criteria'])
+    rows: list = unpack_rows(state.get('found', ''))
+    mailboxes: list = state.setdefault('mailboxes', [])   # [path id, name] of mailboxes with a copy
+    select = message_select(CAMPAIGN_MESSAGE_FIELDS, client.endpoints.capabilities)
+    folder_names: dict[tuple[str, str], str] = {}
+    waiting: dict[tuple[str, str], list[list]] = {}
+
+    def requests_for(mailbox: MailboxRef) -> list[MailboxRequest]:
+        return [MailboxRequest('GET', f'{messages_path(mailbox.id)}?' + urllib.parse.urlencode(
+            {'$filter': text, '$select': select, '$top': str(CAMPAIGN_SEARCH_PAGE_SIZE)}, quote_via=urllib.parse.quote),
+            tag='messages') for text in criteria.filters()]
+
+    def mailbox_index(mailbox: MailboxRef) -> int:
+        if not mailboxes or mailboxes[-1][0] != mailbox.id:
+            mailboxes.append([mailbox.id, mailbox.name])
+        return len(mailboxes) - 1
+
+    def on_answer(mailbox: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
+        body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+        if request.tag == 'folder':
+            key = (mailbox.id, request.url)
+            folder_names[key] = str(body.get('displayName') or '')
+            for row in waiting.pop(key, []):
+                row[3] = folder_names[key]
+            return []
+        follow = []
+        for message in body.get('value') or []:
+            if not isinstance(message, dict) or not message.get('id'):
+                continue
+            if len(rows) >= CAMPAIGN_MAX_FOUND:
+                raise MailError(f'The search found more than {CAMPAIGN_MAX_FOUND} copies; narrow it (add sender, '
+                                'subject or a time range) so that a remediation cannot reach unrelated mail.')
+            row = found_row(mailbox_index(mailbox), message)
+            rows.append(row)
+            folder_url = f"{folder_path(mailbox.id, row[2])}?$select=displayName"
+            key = (mailbox.id, folder_url)
+            if key in folder_names:
+                row[3] = folder_names[key]
+            else:
+                if key not in waiting:
+                    follow.append(MailboxRequest('GET', folder_url, tag='folder'))
+                waiting.setdefault(key, []).append(row)
+        link = relative_graph_link(client, body.get('@odata.nextLink'))
+        if link:
+            follow.append(MailboxRequest('GET', link, tag='messages'))
+        return follow
+
+    mailbox_list = None
+    if job.scope_kind == 'mailboxes':
+        mailbox_list = [MailboxRef(m, m) for m in job.scope_value.split(',') if m]
+    run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, mailbox_list)
+    state['engine'] = job.to_state()
+    state['found'] = pack_rows(rows)
+    state['found_count'] = len(rows)
+    state['status'] = 'Completed' if job.done else 'InProgress'
+
+
+def search_context(state: dict, rows: list) -> dict:
+    job = EngineJob.from_state(state['engine'])
+    mailboxes = state.get('mailboxes') or []
+    return {'ID': state['id'], 'Status': state['status'],
+            'MailboxesTotal': job.taken if job.discovered_all else None,
+            'MailboxesSearched': job.searched, 'MailboxesWithoutMailbox': job.without_mailbox,
+            'MailboxesFailedCount': job.failed_count, 'MailboxesFailed': job.failed, 'ItemsFound': len(rows),
+            'Items': [found_item_context(r, mailboxes) for r in rows[:CAMPAIGN_ITEMS_IN_CONTEXT]]}
+
+
+def search_mailboxes_command(client: GraphClient, args: dict) -> list[dict]:
+    search_id = arg_text(args, 'search_id')
+    if search_id:
+        state = load_campaign_job(search_id)
+        if not state or state.get('kind') != 'search':
+            raise argument_error('search_id', 'the ID of a search this instance started', search_id)
+    else:
+        scope = mailbox_scope_from_args(args)
+        criteria = campaign_criteria_from_args(args, utc_now())
+        search_id = new_job_id('search')
+        state = {'kind': 'search', 'id': search_id, 'status': 'InProgress', 'created': format_time(utc_now()),
+                 'criteria': criteria.to_state(), 'engine': EngineJob.start(search_id, scope).to_state()}
+    if state['status'] == 'InProgress':
+        run_search(client, state, engine_limits(args))
+        save_campaign_job(search_id, state)
+    rows = unpack_rows(state.get('found', ''))
+    return search_entries(state, rows, args)
+
+
+def search_entries(state: dict, rows: list, args: dict) -> list[dict]:
+    context = search_context(state, rows)
+    summary = (f"### Campaign search {context['ID']}: {context['Status']}\n"
+               f"Mailboxes searched: {context['MailboxesSearched']}"
+               + (f" of {context['MailboxesTotal']}" if context['MailboxesTotal'] is not None else ' so far')
+               + f"; without a mailbox: {context['MailboxesWithoutMailbox']}; failed: {context['MailboxesFailedCount']}"
+               f"; copies found: {context['ItemsFound']}.\n")
+    readable = summary + markdown_table(f"Copies found (first {CAMPAIGN_ITEMS_IN_TABLE})" if len(rows) >
+                                        CAMPAIGN_ITEMS_IN_TABLE else 'Copies found',
+                                        context['Items'][:CAMPAIGN_ITEMS_IN_TABLE],
+                                        ['Mailbox', 'FolderName', 'Subject', 'Sender', 'ReceivedDateTime', 'IsRead'])
+    if context['MailboxesFailed']:
+        readable += markdown_table('Mailboxes that failed', context['MailboxesFailed'], ['Mailbox', 'Error'])
+    entry = note_entry(context, readable, {'MSGraphMail.CampaignSearch(val.ID && val.ID === obj.ID)': context})
+    entries = [entry]
+    if state['status'] == 'InProgress':
+        entry.update(polling_entry_keys('msgraph-mail-search-mailboxes',
+                                        {'search_id': state['id'], 'mailboxes_per_run': args.get('mailboxes_per_run')
+                                         or str(ENGINE_MAILBOXES_PER_RUN)}))
+    elif len(rows) > CAMPAIGN_ITEMS_IN_TABLE:
+        mailboxes = state.get('mailboxes') or []
+        entries.append(csv_file_entry(f"{state['id']}.csv", ITEM_COLUMNS,
+                                      (found_item_context(r, mailboxes) for r in rows)))
+    return entries
+
+
+# ---------------------------------------------------------------- remediation
+def remediation_request(action: str, mailbox: str, message_id: str, destination: str) -> MailboxRequest:
+    path = message_path(mailbox, message_id)
+    if action in MOVE_ACTIONS:
+        return MailboxRequest('POST', f'{path}/move', {'destinationId': destination}, handles_errors=True)
+    if action == 'hard_delete':
+        return MailboxRequest('POST', f'{path}/permanentDelete', {}, handles_errors=True)
+    return MailboxRequest('DELETE', path, handles_errors=True)
+
+
+def remediation_result(answer: dict) -> tuple[str, str, dict]:
+    """(Done | Gone | Failed, error text, body) of one action's answer."""
+    status, code, message = answer_error(answer)
+    body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+    if 200 <= status < 300:
+        return 'Done', '', body
+    if status == 404 and code in ('ErrorItemNotFound', 'ItemNotFound', 'ResourceNotFound'):
+        return 'Gone', 'The message is no longer there (already moved or deleted).', body
+    return 'Failed', mailbox_failure_text(answer, 'Mail.ReadWrite'), body
+
+
+def result_context(row: list, items: list, mailboxes: list) -> dict:
+    item = items[row[0]]
+    return {'Mailbox': mailboxes[item[0]][1], 'MessageID': row[4] or item[1], 'Result': row[1], 'Error': row[2],
+            'FromFolderID': row[5] if len(row) > 5 else item[2], 'ToFolderID': row[3]}
+
+
+def run_remediation(client: GraphClient, state: dict, search: dict, limits: EngineLimits) -> None:
+    """One run of a remediation: acts on the next mailboxes' items of the search, exactly those."""
+    items = unpack_rows(search.get('found', ''))
+    mailboxes = search.get('mailboxes') or []
+    results: list = unpack_rows(state.get('results', ''))   # [item index, result, error, to folder, new id]
+    by_mailbox: dict[int, list[int]] = {}
+    for index in state['item_indexes']:
+        by_mailbox.setdefault(items[index][0], []).append(index)
+    order = sorted(by_mailbox)
+    refs = [MailboxRef(str(position), mailboxes[m][1]) for position, m in enumerate(order)]
+    job = EngineJob.from_state(state['engine'])
+    action = state['action']
+    undo = state.get('undo_of')
+    sources = {r[0]: r for r in unpack_rows(state.get('undo_rows', ''))} if undo else {}
+
+    def requests_for(ref: MailboxRef) -> list[MailboxRequest]:
+        mailbox_number = order[int(ref.id)]
+        user = mailboxes[mailbox_number][0]
+        destination = state.get('destination', '')
+        if action == 'move_to_folder' and not state.get('destination_is_id'):
+            try:
+                destination = resolve_folder(client, user, state['folder'])
+            except MailError as exc:
+                for index in by_mailbox[mailbox_number]:
+                    results.append([index, 'Failed', str(exc), '', ''])
+                return []
+        wanted = []
+        for index in by_mailbox[mailbox_number]:
+            if undo:
+                done = sources[index]
+                request = remediation_request('move_to_folder', user, done[4] or items[index][1], items[index][2])
+            else:
+                request = remediation_request(action, user, items[index][1], destination)
+            request.tag = index
+            wanted.append(request)
+        return wanted
+
+    def on_answer(ref: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
+        result, error, body = remediation_result(answer)
+        moved = action in MOVE_ACTIONS or undo
+        row = [request.tag, result, error, body.get('parentFolderId', '') if moved and result == 'Done' else '',
+               body.get('id', '') if moved and result == 'Done' else '']
+        if undo:
+            row.append(sources[request.tag][3])  # it comes back from where the remediation put it
+        results.append(row)
+        return []
+
+    run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, refs)
+    state['engine'] = job.to_state()
+    state['results'] = pack_rows(results)
+    state['status'] = 'Completed' if job.done else 'InProgress'
+
+
+def parse_remediation_args(client: GraphClient, args: dict, search: dict) -> dict:
+    action = arg_choice(args, 'action', CAMPAIGN_ACTIONS, '')
+    dry_run = arg_bool(args, 'dry_run', True)
+    max_items = arg_int(args, 'max_items', CAMPAIGN_MAX_ITEMS_DEFAULT, 1, CAMPAIGN_MAX_FOUND)
+    if action == 'hard_delete':
+        require_capability(client.endpoints, 'permanent_delete', 'Hard delete (permanentDelete)',
+                           "Use action=soft_delete or a move instead")
+    folder = arg_text(args, 'folder')
+    if action == 'move_to_folder' and not folder:
+        raise MailError("Missing argument 'folder': action=move_to_folder needs a folder path (Inbox/Quarantine) or a "
+                        "well-known name (Archive).")
+    if folder and action != 'move_to_folder':
+        raise MailError("Argument 'folder' is only used with action=move_to_folder.")
+    count = int(search.get('found_count') or 0)
+    if count > max_items:
+        raise MailError(f'The search found {count} items, more than max_items={max_items}. Check the search, then raise '
+                        'max_items explicitly to act on all of them.')
+    if count == 0:
+        raise MailError(f"Search {search['id']} found no items: there is nothing to remediate.")
+    destination = MOVE_ACTIONS.get(action, '')
+    alias = WELL_KNOWN_FOLDERS.get(folder.lower()) if folder else None
+    if action == 'move_to_folder':
+        destination = alias or (folder if looks_like_folder_id(folder) else '')
+    return {'action': action, 'dry_run': dry_run, 'folder': folder, 'destination': destination,
+            'destination_is_id': bool(destination)}
+
+
+def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
+    remediation_id = arg_text(args, 'remediation_id')
+    if remediation_id:
+        state = load_campaign_job(remediation_id)
+        if not state or state.get('kind') != 'remediation':
+            raise argument_error('remediation_id', 'the ID of a remediation this instance started', remediation_id)
+        search = load_campaign_job(state['search_id']) or {}
+    else:
+        search_id = arg_text(args, 'search_id', required=True)
+        search = load_campaign_job(search_id)
+        if not search or search.get('kind') != 'search':
+            raise argument_error('search_id', 'the ID of a search this instance ran (msgraph-mail-search-mailboxes)',
+                                 search_id)
+        if search.get('status') != 'Completed':
+            raise MailError(f'Search {search_id} is not complete yet ({search.get("status")}): let it finish, so the '
+                            'remediation acts on everything it finds.')
+        options = parse_remediation_args(client, args, search)
+        remediation_id = new_job_id('remediation')
+        state = {'kind': 'remediation', 'id': remediation_id, 'search_id': search_id, 'status': 'InProgress',
+                 'created': format_time(utc_now()), 'item_indexes': list(range(int(search['found_count']))),
+                 'engine': EngineJob.start(remediation_id, MailboxScope('mailboxes', '')).to_state(), **options}
+        if options['dry_run']:
+            state['status'] = 'Completed'
+            state['results'] = pack_rows([[i, 'WouldDo', '', options['destination'] or options['folder'], '']
+                                          for i in state['item_indexes']])
+    if state['status'] == 'InProgress':
+        run_remediation(client, state, search, engine_limits(args))
+    save_campaign_job(remediation_id, state)
+    return remediation_entries(state, search, args)
+
+
+def remediation_entries(state: dict, search: dict, args: dict) -> list[dict]:
+    items = unpack_rows(search.get('found', ''))
+    mailboxes = search.get('mailboxes') or []
+    results = unpack_rows(state.get('results', ''))
+    rows = [result_context(r, items, mailboxes) for r in results]
+    succeeded = sum(1 for r in rows if r['Result'] in ('Done', 'WouldDo'))
+    failed = sum(1 for r in rows if r['Result'] == 'Failed')
+    action = state['action'] if not state.get('undo_of') else f"undo {state['action']}"
+    context = {'ID': state['id'], 'SearchID': state['search_id'], 'Action': action, 'DryRun': bool(state.get('dry_run')),
+               'Status': state['status'], 'ItemsTotal': len(state['item_indexes']), 'ItemsSucceeded': succeeded,
+               'ItemsFailed': failed, 'Items': rows[:CAMPAIGN_ITEMS_IN_CONTEXT]}
+    if state.get('undo_of'):
+        context['UndoOf'] = state['undo_of']
+    gone = sum(1 for r in rows if r['Result'] == 'Gone')
+    verb = 'would be' if context['DryRun'] else 'were'
+    head = (f"### Remediation {state['id']} ({action}{', dry run: nothing was changed' if context['DryRun'] else ''}):"
+            f" {state['status']}\n{succeeded} of {context['ItemsTotal']} items {verb} handled; {gone} already gone; "
+            f"{failed} failed.\n")
+    if state['action'] in ('soft_delete', 'hard_delete') and not state.get('undo_of'):
+        head += ('**A delete cannot be undone with msgraph-mail-undo-remediation**' +
+                 (' (a soft delete can be recovered from Recoverable Items by an administrator).\n'
+                  if state['action'] == 'soft_delete' else ' (hard delete purges the items).\n'))
+    readable = head + markdown_table('Items', rows[:CAMPAIGN_ITEMS_IN_TABLE], RESULT_COLUMNS)
+    entry = note_entry(context, readable, {'MSGraphMail.Remediation(val.ID && val.ID === obj.ID)': context})
+    entries = [entry]
+    if state['status'] == 'InProgress':
+        polling = {'remediation_id': state['id'],
+                   'mailboxes_per_run': args.get('mailboxes_per_run') or str(ENGINE_MAILBOXES_PER_RUN)}
+        command = 'msgraph-mail-undo-remediation' if state.get('undo_of') else 'msgraph-mail-remediate-emails'
+        if state.get('undo_of'):
+            polling = {'remediation_id': state['undo_of'], 'undo_id': state['id'],
+                       'mailboxes_per_run': polling['mailboxes_per_run']}
+        entry.update(polling_entry_keys(command, polling))
+    else:
+        entries.append(audit_file_entry(state, items, mailboxes, results, action))
+        if failed:
+            entries.append(error_entry(f'{failed} of {context["ItemsTotal"]} items of remediation {state["id"]} failed: '
+                                       + '; '.join(f"{r['Mailbox']}: {r['Error']}" for r in rows
+                                                   if r['Result'] == 'Failed')[:2000]))
+    return entries
+
+
+def audit_file_entry(state: dict, items: list, mailboxes: list, results: list, action: str) -> dict:
+    stamp = format_time(utc_now())
+    lines = []
+    for row in results:
+        item = items[row[0]]
+        lines.append(json.dumps({
+            'time': stamp, 'remediation_id': state['id'], 'search_id': state['search_id'], 'dry_run': bool(state.get('dry_run')),
+            'mailbox': mailboxes[item[0]][1], 'message_id': row[4] or item[1], 'internet_message_id': item[6],
+            'action': action, 'result': row[1], 'error': row[2],
+            'from_folder': row[5] if len(row) > 5 else item[2], 'to_folder': row[3]}))
+    data = ('\n'.join(lines) + '\n').encode('utf-8')
+    return file_entry(save_bytes_as_file(data), f"{state['id']}-audit.jsonl")
+
+
+def undo_remediation_command(client: GraphClient, args: dict) -> list[dict]:
+    remediation_id = arg_text(args, 'remediation_id', required=True)
+    original = load_campaign_job(remediation_id)
+    if not original or original.get('kind') != 'remediation':
+        raise argument_error('remediation_id', 'the ID of a remediation this instance ran', remediation_id)
+    if original.get('undo_of'):
+        raise MailError(f'{remediation_id} is itself an undo; undo the original remediation again instead.')
+    if original['action'] not in MOVE_ACTIONS:
+        raise MailError(f"Remediation {remediation_id} was a {original['action'].replace('_', ' ')}: deleted mail cannot "
+                        'be put back by this command (a soft delete can be recovered from Recoverable Items by an '
+                        'administrator; a hard delete purges it).')
+    if original.get('dry_run'):
+        raise MailError(f'Remediation {remediation_id} was a dry run: it changed nothing, there is nothing to undo.')
+    if original.get('status') != 'Completed':
+        raise MailError(f'Remediation {remediation_id} is not complete yet: let it finish before undoing it.')
+    search = load_campaign_job(original['search_id']) or {}
+    undo_id = arg_text(args, 'undo_id')
+    state = load_campaign_job(undo_id) if undo_id else None
+    if undo_id and (not state or state.get('undo_of') != remediation_id):
+        raise argument_error('undo_id', f'the ID of an undo of {remediation_id}', undo_id)
+    if state is None:
+        done = [r for r in unpack_rows(original.get('results', '')) if r[1] == 'Done']
+        undo_id = new_job_id('undo')
+        state = {'kind': 'remediation', 'id': undo_id, 'undo_of': remediation_id, 'search_id': original['search_id'],
+                 'action': original['action'], 'status': 'InProgress', 'created': format_time(utc_now()),
+                 'item_indexes': [r[0] for r in done], 'undo_rows': pack_rows(done),
+                 'engine': EngineJob.start(undo_id, MailboxScope('mailboxes', '')).to_state()}
+        if not done:
+            state['status'] = 'Completed'
+    if state['status'] == 'InProgress':
+        run_remediation(client, state, search, engine_limits(args))
+        save_campaign_job(undo_id, state)
+    return remediation_entries(state, search, args)
+
+
 # ================================================================================ MAIN
 def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
     endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '',
@@ -2827,6 +3616,9 @@ COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
     'msgraph-mail-reply-to': reply_to_command,
     'reply-mail': reply_mail_command,
     'msgraph-mail-forward-email': forward_email_command,
+    'msgraph-mail-search-mailboxes': search_mailboxes_command,
+    'msgraph-mail-remediate-emails': remediate_emails_command,
+    'msgraph-mail-undo-remediation': undo_remediation_command,
 }
 
 

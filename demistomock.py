@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -57,6 +58,8 @@ class _Runtime:
         self.entries: list = []
         self.incidents: Optional[list] = None
         self.pending_last_run: Optional[dict] = None
+        self.pass_on: list = []  # the options a polling re-run gets (absolute paths)
+        self.main_file = ''
 
 
 _runtime = _Runtime()
@@ -277,6 +280,10 @@ def _parse_command_line(argv: list) -> None:
         if not separator:
             raise SystemExit(f'argument "{pair}" is not name=value\n{USAGE}')
         _runtime.args[name] = value
+    _runtime.main_file = os.path.abspath(getattr(sys.modules.get('__main__'), '__file__', '') or sys.argv[0])
+    _runtime.pass_on = [*(['--params', os.path.abspath(options['--params'])] if options['--params'] else []),
+                        '--state', os.path.abspath(options['--state']), '--out', os.path.abspath(options['--out']),
+                        *(['--json'] if _runtime.json_output else [])]
     if options['--params']:
         _runtime.params = _resolve_env_references(_read_json_file(options['--params'], '--params'))
     _runtime.state_path = os.path.abspath(options['--state'])
@@ -308,8 +315,26 @@ def _print_incidents() -> None:
         print(f"- {incident.get('occurred', '')}  {incident.get('name', '')}" + (f'  [{names}]' if names else ''))
 
 
+def _follow_polling() -> None:
+    """XSOAR runs a command again while its last entry carries polling keys (PollingCommand, PollingArgs: what
+    CommonServerPython's ScheduledCommand adds). From a shell, show that entry on stderr as progress and run the
+    command again at once with those arguments (a fresh process, same params, state and output folder); its exit
+    status becomes ours."""
+    last = _runtime.entries[-1] if _runtime.entries else None
+    if not (isinstance(last, dict) and last.get('PollingCommand')) or any(
+            isinstance(e, dict) and e.get('Type') == ERROR_ENTRY_TYPE for e in _runtime.entries):
+        return
+    print('\n'.join(_entry_text(last).strip().splitlines()[:3]), file=sys.stderr, flush=True)
+    arguments = [f'{k}={v}' for k, v in (last.get('PollingArgs') or {}).items() if v is not None]
+    command_line = [sys.executable, _runtime.main_file, str(last['PollingCommand']),
+                    *arguments, *_runtime.pass_on]
+    sys.stdout.flush()
+    os._exit(subprocess.run(command_line, cwd=_runtime.invocation_dir).returncode)
+
+
 def _finish() -> None:
     """Commits the last run (only on a completed run) and prints what the command produced."""
+    _follow_polling()
     failed = any(isinstance(e, dict) and e.get('Type') == ERROR_ENTRY_TYPE for e in _runtime.entries)
     if _runtime.pending_last_run is not None and not failed:
         _runtime.state['last_run'] = _runtime.pending_last_run

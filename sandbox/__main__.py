@@ -26,6 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="emulate a cloud without message delta (e.g. 21Vianet)")
     parser.add_argument("--cloud", choices=sorted(PROFILES), default="worldwide",
                         help="emulate a national cloud's Graph: what it lacks is refused (default: worldwide)")
+    parser.add_argument("--tenant-size", type=int, default=0,
+                        help="add a generated tenant of N users (mailboxes, shared mailboxes, users without one, groups)")
+    parser.add_argument("--batch-item-latency-ms", type=int, default=0,
+                        help="time each $batch sub-request takes (Outlook runs 4 sub-requests of a batch at once)")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
 
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     sandbox = Sandbox(args.state_dir, port=args.port, latency_ms=args.latency_ms,
                       token_lifetime=args.token_lifetime, delta_supported=not args.no_delta,
-                      cloud=args.cloud, verbose=args.verbose).start()
+                      cloud=args.cloud, verbose=args.verbose, tenant_size=args.tenant_size).start()
+    sandbox.set_concurrency(batch_item_latency_ms=args.batch_item_latency_ms)
     try:
         print(f"READY {sandbox.base_url}", flush=True)
         stop.wait()

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import control, seed
+from . import control, seed, tenant
 from .clouds import cloud_profile
 from .context import SandboxContext, Settings
 from .dispatch import Dispatcher
@@ -30,6 +30,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "sandbox.graph_batch",
     "sandbox.graph_send",
     "sandbox.graph_ids",
+    "sandbox.tenant",
 )
 
 # Fixed, obviously fake credentials (key material is generated per start).
@@ -55,7 +56,8 @@ class Sandbox:
     def __init__(self, state_dir: str | os.PathLike | None = None, *, port: int = 0,
                  host: str = "127.0.0.1", latency_ms: int = 0, token_lifetime: int = 3599,
                  delta_supported: bool = True, cloud: str = "worldwide", verbose: bool = False,
-                 extra_route_modules: Sequence[str] = ()) -> None:
+                 extra_route_modules: Sequence[str] = (), tenant_size: int = 0) -> None:
+        self._tenant_size = tenant_size
         self._state_dir_arg = state_dir
         self._requested_port = port
         self._host = host
@@ -122,9 +124,13 @@ class Sandbox:
             oproxy_key=os.urandom(32), managed_identity_client_id=MANAGED_IDENTITY_CLIENT_ID)
         store = MailStore()
         seed.populate(store)
-        return SandboxContext(base_url=base_url, store=store, tokens=TokenService(self._token_lifetime),
-                              identity=identity_config, settings=self._settings, faults=FaultInjector(),
-                              stats=Stats())
+        ctx = SandboxContext(base_url=base_url, store=store, tokens=TokenService(self._token_lifetime),
+                             identity=identity_config, settings=self._settings, faults=FaultInjector(),
+                             stats=Stats())
+        if self._tenant_size:
+            ctx.extensions["tenant_size"] = self._tenant_size
+            tenant.generate(ctx, self._tenant_size)
+        return ctx
 
     def _describe(self, ca_path: Path) -> dict:
         ctx = self._require_ctx()
@@ -156,7 +162,7 @@ class Sandbox:
                 "endpoint": f"{ctx.base_url}/metadata/identity/oauth2/token",
                 "resource": f"{ctx.base_url}/",
             },
-            "mailboxes": [m.upn for m in ctx.store.mailboxes()],
+            "mailboxes": [m.upn for m in ctx.store.mailboxes()][:100],
             "cloud": ctx.settings.cloud,
             "control_url": f"{ctx.base_url}/_sandbox",
             "pid": os.getpid(),
@@ -253,6 +259,21 @@ class Sandbox:
 
     def reset(self) -> None:
         self._control.reset()
+
+    def generate_tenant(self, size: int, seed: int = 7) -> dict:
+        return self._control.generate_tenant(size, seed)
+
+    def plant_campaign(self, **options: Any) -> dict:
+        return self._control.plant_campaign(**options)
+
+    def campaign_copies(self, internet_message_id: str) -> list[dict]:
+        return self._control.campaign_copies(internet_message_id)
+
+    def concurrency(self) -> dict:
+        return self._control.concurrency()
+
+    def set_concurrency(self, **options: Any) -> dict:
+        return self._control.set_concurrency(**options)
 
 
 def _write_json(path: Path, payload: dict) -> None:

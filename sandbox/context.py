@@ -21,6 +21,7 @@ class Settings:
     latency_ms: int = 0
     delta_supported: bool = True
     cloud: str = "worldwide"  # a profile of sandbox/clouds.py: what that cloud's Graph lacks is refused
+    batch_item_latency_ms: int = 0  # time each $batch sub-request takes (Outlook runs 4 of a batch at once)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
-from . import seed
+from . import seed, tenant
 from .clouds import cloud_profile
 from .context import SandboxContext
 from .core import GraphError, JsonError, PLAIN_JSON, Request, Response, parse_iso
@@ -145,12 +145,46 @@ class Controller:
             return {"user": mailbox.upn, "user_id": mailbox.user_id, "folders": out}
 
     def reset(self) -> None:
-        """Re-create the seed data; outstanding delta tokens become invalid."""
+        """Re-create the seed data (and the generated tenant, if the sandbox was started with one); outstanding
+        delta tokens become invalid."""
         store = self.ctx.store
         with store.lock:
             store.clear()
             seed.populate(store)
+            tenant.drop_generated(self.ctx)
+            if self.ctx.extensions.get("tenant_size"):
+                tenant.generate(self.ctx, int(self.ctx.extensions["tenant_size"]))
             self.expire_delta_tokens()
+
+    # --- tenant and campaign (tenant.py) ----------------------------------------------------------
+    def generate_tenant(self, size: int, seed: int = 7) -> dict:
+        return tenant.generate(self.ctx, int(size), int(seed))
+
+    def plant_campaign(self, **options: Any) -> dict:
+        allowed = {"share", "count", "seed", "internet_message_id", "subject", "sender", "purged"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise ValueError(f"unknown campaign fields: {sorted(unknown)}")
+        return tenant.plant_campaign(self.ctx, **options)
+
+    def campaign_copies(self, internet_message_id: str) -> list[dict]:
+        return tenant.campaign_copies(self.ctx, internet_message_id)
+
+    def concurrency(self) -> dict:
+        return tenant.gate_of(self.ctx).snapshot()
+
+    def set_concurrency(self, limit: int | None = None, retry_after: float | None = None,
+                        batch_item_latency_ms: int | None = None, reset_counters: bool = False) -> dict:
+        gate = tenant.gate_of(self.ctx)
+        if limit is not None:
+            gate.limit = max(0, int(limit))
+        if retry_after is not None:
+            gate.retry_after = max(0.0, float(retry_after))
+        if batch_item_latency_ms is not None:
+            self.ctx.settings.batch_item_latency_ms = max(0, int(batch_item_latency_ms))
+        if reset_counters:
+            gate.reset_counters()
+        return gate.snapshot()
 
 
 def register(router: Router, controller: Controller) -> None:
@@ -196,3 +230,8 @@ def register(router: Router, controller: Controller) -> None:
     add("POST", "move", lambda r: c.move_message(**body(r)))
     add("GET", "mailbox", lambda r: c.mailbox(r.query["user"], r.query.get("folder")))
     add("POST", "reset", lambda r: c.reset())
+    add("POST", "tenant", lambda r: c.generate_tenant(**body(r)))
+    add("POST", "campaign", lambda r: c.plant_campaign(**body(r)))
+    add("GET", "campaign", lambda r: c.campaign_copies(r.query["internet_message_id"]))
+    add("GET", "concurrency", lambda r: c.concurrency())
+    add("POST", "concurrency", lambda r: c.set_concurrency(**body(r)))

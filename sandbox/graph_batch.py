@@ -4,13 +4,17 @@ Each item becomes a :class:`Request` flagged ``in_batch`` and goes through the
 same dispatcher as a top-level request, inheriting the outer request's
 authenticated principal.  Faults apply to items only when the rule says
 ``in_batch``; items are counted under ``batch_items`` in the statistics.
-Items run one at a time in list order; ``dependsOn`` forces an item's
-dependencies to run first and yields 424 when one of them failed.
+Items run like Outlook runs them: at most 4 at a time, in list order (one at
+a time when any item has ``dependsOn``, which forces an item's dependencies to
+run first and yields 424 when one of them failed).  Each running item holds a
+slot of the app's concurrency limit (tenant.py) and takes
+``settings.batch_item_latency_ms``.
 """
 from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +22,10 @@ from urllib.parse import urlsplit
 from .context import SandboxContext
 from .core import GraphError, Headers, Request, Response, bad_request
 from .routing import Router
+from .tenant import gate_of, throttled_outcome
 
 MAX_BATCH_ITEMS = 20
+PARALLEL_ITEMS = 4
 _SKIPPED_HEADERS = {"content-length", "connection", "date", "server"}
 
 
@@ -50,9 +56,31 @@ class BatchApi:
                                    else self._execute(item, request))
             return results[item["id"]]
 
-        for item in items:
-            run(item)
+        if any(item["dependsOn"] for item in items):
+            for item in items:
+                run(item)
+        else:
+            self._run_parallel(items, request, results)
         return Response.json({"responses": [results[item["id"]] for item in items]})
+
+    def _run_parallel(self, items: list[dict], outer: Request, results: dict[str, dict]) -> None:
+        """Like Outlook: at most PARALLEL_ITEMS sub-requests of one batch run at a time, in list order."""
+        queue = list(reversed(items))
+        lock = threading.Lock()
+
+        def lane() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    item = queue.pop()
+                results[item["id"]] = self._execute(item, outer)
+
+        lanes = [threading.Thread(target=lane, daemon=True) for _ in range(min(PARALLEL_ITEMS, len(items)))]
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join()
 
     def _failed_dependency(self, item: dict, dependency: str, outer: Request) -> dict:
         error = GraphError(424, "FailedDependency",
@@ -68,7 +96,16 @@ class BatchApi:
                     "body": error.to_response(request).payload}
         started = time.perf_counter()
         assert self.ctx.dispatcher is not None
-        outcome = self.ctx.dispatcher.dispatch(request)
+        gate = gate_of(self.ctx)
+        if not gate.acquire():
+            outcome = throttled_outcome(gate, request)
+        else:
+            try:
+                outcome = self.ctx.dispatcher.dispatch(request)
+                if self.ctx.settings.batch_item_latency_ms > 0:
+                    time.sleep(self.ctx.settings.batch_item_latency_ms / 1000)
+            finally:
+                gate.release()
         response = outcome.response
         body_bytes = b"".join(response.iter_body())
         self.ctx.stats.record(outcome.key, request, response.status, len(request.body), len(body_bytes),

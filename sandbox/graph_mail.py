@@ -13,6 +13,7 @@ from .core import GraphError, Request, Response, bad_request, item_not_found
 from .mime import to_mime
 from .odata import Prefer, parse_prefer
 from .routing import Router
+from .tenant import mail_enabled
 from .store import FILE, ITEM, REFERENCE, Folder, Mailbox, Message, Recipient
 from .views import (ATTACHMENT_CAST_SELECTABLE, ATTACHMENT_SELECTABLE, FOLDER_SELECTABLE, MESSAGE_SELECTABLE, View, attachment_json,
                     folder_json, message_json, rule_json, user_json)
@@ -132,7 +133,7 @@ class MailApi:
 
     # --- helpers -----------------------------------------------------------------------
     def _mailbox(self, request: Request) -> Mailbox:
-        return self.store.user(request.params["user"])
+        return mail_enabled(self.store.user(request.params["user"]))
 
     def _folder(self, request: Request, mailbox: Mailbox) -> Folder:
         return self.store.folder(mailbox, request.params["folder"])
@@ -172,7 +173,7 @@ class MailApi:
     def get_user(self, request: Request) -> Response:
         with self.store.lock:
             payload = {"@odata.context": f"{self.ctx.base_url}/v1.0/$metadata#users/$entity",
-                       **user_json(self._mailbox(request))}
+                       **user_json(self.store.user(request.params["user"]))}
         return Response.json(payload)
 
     # --- folders ---------------------------------------------------------------------------

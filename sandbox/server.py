@@ -21,6 +21,7 @@ from .context import SandboxContext
 from .core import Headers, Request
 from .dispatch import Dispatcher
 from .routing import Kind
+from .tenant import counts_against_gate, gate_of, throttled_outcome
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client may take to complete the TLS handshake
 IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection is kept open
@@ -102,11 +103,17 @@ class _Handler(BaseHTTPRequestHandler):
         request = Request(self.command, path or "/", query, Headers(self.headers.items()), body)
         dispatcher, ctx = self.server.dispatcher, self.server.ctx
         assert dispatcher is not None and ctx is not None, "server not attached"
-        outcome = dispatcher.dispatch(request)
-        response = outcome.response
-        if outcome.kind is not Kind.CONTROL:
-            if ctx.settings.latency_ms > 0:
+        gate = gate_of(ctx) if counts_against_gate(path) else None
+        admitted = gate.acquire() if gate else False
+        try:
+            outcome = dispatcher.dispatch(request) if admitted or gate is None else throttled_outcome(gate, request)
+            response = outcome.response
+            if outcome.kind is not Kind.CONTROL and ctx.settings.latency_ms > 0:
                 time.sleep(ctx.settings.latency_ms / 1000)
+        finally:
+            if admitted:
+                gate.release()
+        if outcome.kind is not Kind.CONTROL:
             # recorded before sending so a client that reads stats right after a response sees it
             ctx.stats.record(outcome.key, request, response.status, len(body), response.content_length,
                              (time.perf_counter() - started) * 1000, outcome.faulted)

@@ -180,6 +180,7 @@ class Mailbox:
     well_known: dict[str, str] = field(default_factory=dict)  # well-known name -> folder id
     index: dict[str, Message] = field(default_factory=dict)  # rest id and immutable id -> message
     rules: list[dict] = field(default_factory=list)
+    mail_enabled: bool = True  # False: a directory user without a mailbox (sandbox/tenant.py)
 
     @property
     def root(self) -> Folder:

@@ -228,7 +228,7 @@ def rule_json(rule: dict) -> dict:
 def user_json(mailbox: Mailbox) -> dict:
     return {
         "businessPhones": [], "displayName": mailbox.display_name, "givenName": mailbox.given_name or None,
-        "jobTitle": mailbox.job_title or None, "mail": mailbox.upn, "mobilePhone": None,
+        "jobTitle": mailbox.job_title or None, "mail": mailbox.upn if mailbox.mail_enabled else None, "mobilePhone": None,
         "officeLocation": None, "preferredLanguage": "en-US", "surname": mailbox.surname or None,
         "userPrincipalName": mailbox.upn, "id": mailbox.user_id,
     }
