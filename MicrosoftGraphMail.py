@@ -3462,6 +3462,9 @@ def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
         state = load_campaign_job(remediation_id)
         if not state or state.get('kind') != 'remediation':
             raise argument_error('remediation_id', 'the ID of a remediation this instance started', remediation_id)
+        if arg_text(args, 'search_id') not in ('', state['search_id']):
+            raise argument_error('search_id', f"the search of remediation {remediation_id} ({state['search_id']})",
+                                 arg_text(args, 'search_id'))
         search = load_campaign_job(state['search_id']) or {}
     else:
         search_id = arg_text(args, 'search_id', required=True)
@@ -3513,7 +3516,7 @@ def remediation_entries(state: dict, search: dict, args: dict) -> list[dict]:
     entry = note_entry(context, readable, {'MSGraphMail.Remediation(val.ID && val.ID === obj.ID)': context})
     entries = [entry]
     if state['status'] == 'InProgress':
-        polling = {'remediation_id': state['id'],
+        polling = {'remediation_id': state['id'], 'search_id': state['search_id'], 'action': state['action'],
                    'mailboxes_per_run': args.get('mailboxes_per_run') or str(ENGINE_MAILBOXES_PER_RUN)}
         command = 'msgraph-mail-undo-remediation' if state.get('undo_of') else 'msgraph-mail-remediate-emails'
         if state.get('undo_of'):
