@@ -1047,8 +1047,10 @@ class _BatchRun:
                     if self.in_flight:
                         done, _ = wait(list(self.in_flight), timeout=self._time_to_next_due(),
                                        return_when=FIRST_COMPLETED)
-                        for future in done:
-                            self._settle(future)
+                        landed = [self._land(future) for future in done]
+                        self._launch(pool, limit)  # the next batch goes out before this one's answers are handled
+                        for chunk, answers in landed:
+                            self._settle(chunk, answers)
                     elif self.delayed:
                         self.clock.sleep(self._time_to_next_due() or 0.0)
                     elif not self.ready:
@@ -1079,10 +1081,12 @@ class _BatchRun:
             self.units += cost
             self._refill()
 
-    def _settle(self, future: Future) -> None:
+    def _land(self, future: Future) -> tuple[list[_Pending], dict[str, dict]]:
         chunk, cost = self.in_flight.pop(future)
         self.units -= cost
-        answers = future.result()  # an envelope failure (after its own retries) ends the run
+        return chunk, future.result()  # an envelope failure (after its own retries) ends the run
+
+    def _settle(self, chunk: list[_Pending], answers: dict[str, dict]) -> None:
         retry = self.client.retry
         follow_ups: list[BatchItem] = []
         for pending in chunk:
@@ -2802,7 +2806,7 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
 #   The engine discovers mailboxes page by page (`$top=999`), takes at most `limits.mailboxes` of them per run (the
 #   rest next run, from the saved cursor), counts users without a mailbox, and records any other failure per mailbox
 #   (Mailbox, Error) without stopping the others. A request with `handles_errors=True` gets every answer itself.
-ENGINE_MAILBOXES_PER_RUN = 2000
+ENGINE_MAILBOXES_PER_RUN = 10000
 ENGINE_SECONDS_PER_RUN = 120.0
 ENGINE_FAILURES_KEPT = 100
 DIRECTORY_PAGE_SIZE = 999

@@ -144,9 +144,11 @@ def test_items_are_read_lazily(client, requests_mock):
 def test_follow_up_items_go_before_new_ones(client, requests_mock):
     fake = FakeBatch()
     requests_mock.post(f'{GRAPH}/$batch', json=fake)
-    client.run_batches([item(n) for n in range(25)],
+    client.run_batches([item(n) for n in range(45)],
                        lambda done, answer: [item(1000)] if done.id == 'i0' else [])
-    assert fake.posts[1][0] == 'i1000'
+    # the second batch left before the first one's answers were handled; the follow-up leads the third
+    assert fake.posts[1][0] == 'i20'
+    assert fake.posts[2][0] == 'i1000' and fake.posts[2][1:] == [f'i{n}' for n in range(40, 45)]
 
 
 def test_an_envelope_failure_ends_the_run(client, requests_mock, sleeps):

@@ -6,6 +6,7 @@ the campaign in 60 of them (unread and read in Inbox, Inbox/Projects, Junk Email
 already purged by their users. bench/run_campaign.py runs the same scenario at 2,000/600.
 """
 import json
+import os
 import re
 import urllib.parse
 from pathlib import Path
@@ -16,8 +17,8 @@ from sandbox import Sandbox
 from sandbox.tenant import message_count
 from tests.e2e_support import Instance, context_value
 
-TENANT = 200
-CAMPAIGN = 60
+TENANT = int(os.environ.get('CAMPAIGN_E2E_TENANT', '200'))      # bench/run_campaign.py --e2e: 2000
+CAMPAIGN = int(os.environ.get('CAMPAIGN_E2E_COPIES', '60'))     # and 600
 MUTATING = ('POST', 'DELETE', 'PATCH')
 
 
@@ -76,7 +77,7 @@ def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli
 
     # --- search: every folder of every mailbox, resumed over several runs (50 mailboxes per run)
     run = cli.run('msgraph-mail-search-mailboxes', all_mailboxes='true',
-                  internet_message_id=campaign['internet_message_id'], mailboxes_per_run='50')
+                  internet_message_id=campaign['internet_message_id'], mailboxes_per_run=str(max(50, TENANT // 4)))
     search = result_of(run, 'MSGraphMail.CampaignSearch')
     assert 'InProgress' in run.stderr, 'the search should have taken several polling runs'
     assert search['Status'] == 'Completed'
@@ -105,7 +106,7 @@ def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli
 
     # --- move to Deleted Items, then undo
     run = cli.run('msgraph-mail-remediate-emails', search_id=search['ID'], action='move_to_deleted_items',
-                  dry_run='false', mailboxes_per_run='25')
+                  dry_run='false', mailboxes_per_run=str(max(25, CAMPAIGN // 3)))
     moved = result_of(run, 'MSGraphMail.Remediation')
     assert moved['Status'] == 'Completed' and moved['ItemsSucceeded'] == CAMPAIGN and moved['ItemsFailed'] == 0
     deleted_items = {tenant.mailbox(p['user'], 'deleteditems')['folders'][0]['id'] for p in campaign['planted']}

@@ -1,0 +1,160 @@
+"""Campaign-response benchmark: tenant-wide search by Message-ID (and the move of the copies found) through the
+command line against the sandbox, next to the floor Graph's limits impose.
+
+    python bench/run_campaign.py [--sizes 1000,10000] [--latency-ms 20] [--share 0.05] [--e2e]
+
+Sandbox model (see bench/README.md "Campaign response"): every response takes --latency-ms; each $batch sub-request
+takes the same time again while it runs, Outlook runs at most 4 sub-requests of one batch at once, and at most 4
+Graph requests of the app (sub-requests included) run at a time (a 5th is answered 429 ApplicationThrottled). The
+floor is therefore mailboxes x latency / 4: one sub-request per mailbox, four at a time.
+
+`--e2e` also runs the full-size end-to-end scenario of tests/test_e2e_campaign.py (2,000 users, 600 copies, 429/503
+on every 7th sub-request) and reports whether it passed. Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.run_benchmarks import BenchmarkError, RemoteSandbox, rss_method, run_cli  # noqa: E402
+from tests.e2e_support import Instance, context_value  # noqa: E402
+
+
+class TenantSandbox(RemoteSandbox):
+    """The sandbox process with a generated tenant and the $batch sub-request latency model."""
+
+    def __init__(self, state_dir: Path, latency_ms: int, tenant_size: int, log_path: Path):
+        self.state_dir = state_dir
+        self._log = open(log_path, 'w', encoding='utf-8')
+        command = [sys.executable, '-m', 'sandbox', '--port', '0', '--state-dir', str(state_dir),
+                   '--latency-ms', str(latency_ms), '--batch-item-latency-ms', str(latency_ms),
+                   '--tenant-size', str(tenant_size)]
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        line = self._read_ready_line(timeout=600)
+        if not line.startswith('READY '):
+            self.stop()
+            raise BenchmarkError(f'sandbox did not start: {line!r} (see {log_path})')
+        import ssl
+        import urllib.request
+        self.base_url = line.split(' ', 1)[1].strip()
+        self.info = json.loads((state_dir / 'sandbox.json').read_text())
+        self.ca_path = self.info['ca_path']
+        self._ssl = ssl.create_default_context(cafile=self.ca_path)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                   urllib.request.HTTPSHandler(context=self._ssl))
+
+    def plant_campaign(self, **options: Any) -> dict:
+        return self._call('POST', 'campaign', options)
+
+    def concurrency(self) -> dict:
+        return self._call('GET', 'concurrency')
+
+    def reset_concurrency(self) -> dict:
+        return self._call('POST', 'concurrency', {'reset_counters': True})
+
+
+def totals(stats: dict) -> tuple[int, int]:
+    """(HTTP round trips to Graph, Graph requests as Graph counts them: sub-requests instead of $batch envelopes)."""
+    graph = {k: v['requests'] for k, v in stats['endpoints'].items() if ' /v1.0' in k or k.endswith('(concurrency limit)')}
+    trips = sum(graph.values())
+    envelopes = graph.get('POST /v1.0/$batch', 0)
+    return trips, trips - envelopes + stats['totals']['batch_items']
+
+
+def measure(size: int, latency_ms: int, share: float, workdir: Path) -> list[dict]:
+    sandbox = TenantSandbox(workdir / f'sandbox-{size}', latency_ms, size, workdir / f'sandbox-{size}.log')
+    rows = []
+    try:
+        campaign = sandbox.plant_campaign(share=share)
+        copies = len(campaign['planted'])
+        instance = Instance(sandbox, workdir / f'instance-{size}')
+        mailboxes = size + 3  # the generated users and the three seed mailboxes
+        floor = mailboxes * latency_ms / 1000 / 4
+        warm = run_cli(instance, 'msgraph-mail-list-folders', user_id='soc@contoso.com')  # token cached, as in use
+        if warm.returncode:
+            raise BenchmarkError(f'warm-up failed: {warm.stderr[:300]}')
+        for name, args in (('search', {'all_mailboxes': 'true', 'internet_message_id': campaign['internet_message_id']}),
+                           ('move', None)):
+            sandbox.reset_stats()
+            sandbox.reset_concurrency()
+            if name == 'move':
+                args = {'search_id': search_id, 'action': 'move_to_deleted_items', 'dry_run': 'false'}
+            run = run_cli(instance, 'msgraph-mail-search-mailboxes' if name == 'search' else 'msgraph-mail-remediate-emails',
+                          timeout=3600, **args)
+            if run.returncode:
+                raise BenchmarkError(f'{name} failed: {run.stderr[-500:]} {run.stdout[-500:]}')
+            entry = next(e for e in run.entries if e.get('EntryContext'))
+            result = context_value(entry, 'MSGraphMail.CampaignSearch' if name == 'search' else 'MSGraphMail.Remediation')
+            if name == 'search':
+                search_id = result['ID']
+                if result['ItemsFound'] != copies:
+                    raise BenchmarkError(f"search found {result['ItemsFound']} copies, {copies} were planted")
+            elif result['ItemsSucceeded'] != copies:
+                raise BenchmarkError(f"move did {result['ItemsSucceeded']} of {copies}")
+            trips, requests = totals(sandbox.stats())
+            units = mailboxes if name == 'search' else copies
+            row_floor = units * latency_ms / 1000 / 4
+            rows.append({'size': size, 'workload': name, 'mailboxes': mailboxes, 'copies': copies,
+                         'graph_requests': requests, 'round_trips': trips,
+                         'requests_per_mailbox': round(requests / units, 3), 'round_trips_per_mailbox': round(trips / units, 4),
+                         'wall_s': round(run.wall_s, 2), 'floor_s': round(row_floor, 2),
+                         'vs_floor': round(run.wall_s / row_floor, 2) if row_floor else None,
+                         'peak_rss_mb': round((run.peak_rss_kb or 0) / 1024, 1),
+                         'concurrency_429': sandbox.concurrency()['rejected'], 'sandbox_peak_in_flight': sandbox.concurrency()['peak']})
+        del floor
+    finally:
+        sandbox.stop()
+    return rows
+
+
+def print_rows(rows: list[dict], latency_ms: int) -> None:
+    print(f'\nCampaign response, sandbox latency {latency_ms} ms per response and per running sub-request, '
+          f'4 in flight per app; peak RSS: {rss_method()}')
+    header = ['size', 'workload', 'mailboxes', 'copies', 'graph_requests', 'requests_per_mailbox', 'round_trips',
+              'round_trips_per_mailbox', 'wall_s', 'floor_s', 'vs_floor', 'peak_rss_mb', 'concurrency_429']
+    print(' | '.join(header))
+    for row in rows:
+        print(' | '.join(str(row[h]) for h in header))
+
+
+def run_full_e2e() -> int:
+    env = dict(os.environ, CAMPAIGN_E2E_TENANT='2000', CAMPAIGN_E2E_COPIES='600')
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                                'tests/test_e2e_campaign.py'], cwd=REPO, env=env, capture_output=True, text=True)
+    print(f'\nFull end-to-end scenario (2,000 users, 600 copies, 429/503 on every 7th sub-request): '
+          f"{'passed' if completed.returncode == 0 else 'FAILED'} in {time.perf_counter() - started:.1f} s")
+    if completed.returncode:
+        print(completed.stdout[-3000:])
+    return completed.returncode
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--sizes', default='1000,10000')
+    parser.add_argument('--latency-ms', type=int, default=20)
+    parser.add_argument('--share', type=float, default=0.05, help='share of mailboxes holding a copy')
+    parser.add_argument('--e2e', action='store_true', help='also run the 2,000/600 end-to-end scenario')
+    parser.add_argument('--output', default=str(REPO / 'bench' / 'campaign_results.json'))
+    options = parser.parse_args(argv)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix='campaign-bench-') as folder:
+        for size in [int(s) for s in options.sizes.split(',') if s]:
+            rows.extend(measure(size, options.latency_ms, options.share, Path(folder)))
+    print_rows(rows, options.latency_ms)
+    Path(options.output).write_text(json.dumps({'latency_ms': options.latency_ms, 'rows': rows}, indent=2) + '\n')
+    return run_full_e2e() if options.e2e else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
