@@ -28,7 +28,7 @@ import uuid
 import zlib
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
@@ -2856,10 +2856,7 @@ class EngineJob:
     searched: int = 0
     without_mailbox: int = 0
     failed_count: int = 0
-    failed: list = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.failed = list(self.failed or [])
+    failed: list = field(default_factory=list)   # [{Mailbox, Error}], the first ENGINE_FAILURES_KEPT
 
     @classmethod
     def start(cls: type['EngineJob'], job_id: str, scope: MailboxScope) -> 'EngineJob':
