@@ -100,9 +100,18 @@ def test_full_batches_never_exceed_four_sub_requests_in_flight(client, requests_
     assert fake.peak == 1, 'a full $batch runs 4 sub-requests at once: a second one would exceed 4 per app'
 
 
-def test_small_batches_run_side_by_side_up_to_the_limit(client, requests_mock):
-    """Follow-up items (one per answer) make small batches; up to four of them are in flight at once."""
-    fake = FakeBatch(pause=0.05)
+def test_batches_run_side_by_side_when_the_budget_allows(client, requests_mock):
+    """The budget is counted in sub-requests: with room for 8, two full batches are in flight at once."""
+    fake = FakeBatch(pause=0.2)
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    client.max_in_flight = 8
+    results = client.batch([item(n) for n in range(40)])
+    assert len(results) == 40
+    assert fake.peak == 2
+
+
+def test_follow_up_items_are_answered_too(client, requests_mock):
+    fake = FakeBatch()
     requests_mock.post(f'{GRAPH}/$batch', json=fake)
     seen: list[str] = []
 
@@ -111,10 +120,8 @@ def test_small_batches_run_side_by_side_up_to_the_limit(client, requests_mock):
         return [item(int(done.id[1:]) + 100)] if int(done.id[1:]) < 100 else []
 
     client.run_batches([item(n) for n in range(4)], on_answer)
-    assert len(seen) == 8
-    assert fake.peak <= 4
-    assert fake.posts[0] == ['i0', 'i1', 'i2', 'i3']
-    assert sorted(sum(fake.posts[1:], [])) == ['i100', 'i101', 'i102', 'i103']
+    assert sorted(seen) == ['i0', 'i1', 'i100', 'i101', 'i102', 'i103', 'i2', 'i3']
+    assert fake.posts == [['i0', 'i1', 'i2', 'i3'], ['i100', 'i101', 'i102', 'i103']]
 
 
 def test_items_are_read_lazily(client, requests_mock):
