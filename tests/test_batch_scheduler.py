@@ -16,22 +16,14 @@ def item(n: int, user: str = 'a@contoso.com') -> mgm.BatchItem:
 class FakeBatch:
     """Answers POST /$batch; `plan[id]` lists the statuses an item gets on successive attempts (default 200)."""
 
-    def __init__(self, plan=None, retry_after=None, pause: float = 0.0):
+    def __init__(self, plan=None, retry_after=None):
         self.plan = {k: list(v) for k, v in (plan or {}).items()}
         self.retry_after = retry_after or {}
-        self.pause = pause
         self.posts: list[list[str]] = []
-        self.active = 0
-        self.peak = 0
-        self.lock = threading.Lock()
 
     def __call__(self, request, context):
         ids = [r['id'] for r in request.json()['requests']]
-        with self.lock:
-            self.posts.append(ids)
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        time.sleep(self.pause)
+        self.posts.append(ids)
         responses = []
         for item_id in ids:
             statuses = self.plan.get(item_id) or [200]
@@ -40,8 +32,6 @@ class FakeBatch:
             body = {'value': [{'id': f'm-{item_id}'}]} if status == 200 else {'error': {'code': 'ApplicationThrottled',
                                                                                            'message': 'slow down'}}
             responses.append({'id': item_id, 'status': status, 'headers': headers, 'body': body})
-        with self.lock:
-            self.active -= 1
         return {'responses': responses}
 
 
@@ -93,21 +83,65 @@ def test_a_retry_after_beyond_the_wait_budget_is_not_waited_for(make_client, req
     assert sleeps.waits == []
 
 
-def test_full_batches_never_exceed_four_sub_requests_in_flight(client, requests_mock):
-    fake = FakeBatch(pause=0.02)
-    requests_mock.post(f'{GRAPH}/$batch', json=fake)
-    client.batch([item(n) for n in range(100)])
-    assert fake.peak == 1, 'a full $batch runs 4 sub-requests at once: a second one would exceed 4 per app'
+class ConcurrentPosts:
+    """Stands in for GraphClient.post_batch (requests-mock serializes requests, so concurrency is observed here):
+    records how many sub-requests are in flight at once."""
+
+    def __init__(self, pause: float = 0.05):
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.sub_requests = 0
+        self.peak_sub_requests = 0
+        self.peak_batches = 0
+        self.batches = 0
+
+    def __call__(self, items):
+        with self.lock:
+            self.batches += 1
+            self.sub_requests += min(len(items), 4)
+            self.peak_sub_requests = max(self.peak_sub_requests, self.sub_requests)
+            self.peak_batches = max(self.peak_batches, self.batches)
+        time.sleep(self.pause)
+        with self.lock:
+            self.batches -= 1
+            self.sub_requests -= min(len(items), 4)
+        return {i.id: {'status': 200, 'headers': {}, 'body': {}} for i in items}
 
 
-def test_batches_run_side_by_side_when_the_budget_allows(client, requests_mock):
+def test_full_batches_never_exceed_four_sub_requests_in_flight(client, monkeypatch):
+    posts = ConcurrentPosts()
+    monkeypatch.setattr(client, 'post_batch', posts)
+    assert len(client.batch([item(n) for n in range(100)])) == 100
+    assert posts.peak_batches == 1, 'a full $batch runs 4 sub-requests at once: a second one would exceed 4 per app'
+
+
+def test_small_batches_run_side_by_side_within_four(client, monkeypatch):
+    """Throttled items falling due one after the other go out as small batches in parallel (a 1-item batch costs 1
+    of the 4), never past 4 sub-requests in flight."""
+    posts = ConcurrentPosts(pause=0.3)
+    throttled = {'i1': 1.0, 'i2': 1.05, 'i3': 1.1}
+
+    def post(items):
+        answers = posts(items)
+        for i in items:
+            if i.id in throttled:
+                answers[i.id] = {'status': 429, 'headers': {'Retry-After': str(throttled.pop(i.id))}, 'body': {}}
+        return answers
+
+    monkeypatch.setattr(client, 'post_batch', post)
+    results = client.batch([item(n) for n in range(6)])
+    assert {r['status'] for r in results.values()} == {200}
+    assert posts.peak_sub_requests <= 4
+    assert posts.peak_batches >= 2
+
+
+def test_batches_run_side_by_side_when_the_budget_allows(client, monkeypatch):
     """The budget is counted in sub-requests: with room for 8, two full batches are in flight at once."""
-    fake = FakeBatch(pause=0.2)
-    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    posts = ConcurrentPosts(pause=0.1)
+    monkeypatch.setattr(client, 'post_batch', posts)
     client.max_in_flight = 8
-    results = client.batch([item(n) for n in range(40)])
-    assert len(results) == 40
-    assert fake.peak == 2
+    assert len(client.batch([item(n) for n in range(40)])) == 40
+    assert posts.peak_batches == 2
 
 
 def test_follow_up_items_are_answered_too(client, requests_mock):
