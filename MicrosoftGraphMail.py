@@ -2305,9 +2305,10 @@ def forward_email_command(client: GraphClient, args: dict) -> dict:
 #    arrival. The delta link is the cursor, so late-moved mail and mail sharing a timestamp are still seen.
 #    Where delta cannot serve (21Vianet, or the service refuses it) a receivedDateTime window with
 #    overlap does the same job.
-# 2. Ingestion. Up to fetch_limit pending ids are read with $batch (20 per request, attachment metadata
-#    expanded) and turned into incidents. Ids leave `pending` only in the last run that is returned
-#    with their incidents, and a bounded set of ingested ids keeps a replay from creating a duplicate.
+# 2. Ingestion. Up to fetch_limit pending mails are read by one listing of the folder over their
+#    receivedDateTime range (fields and attachment metadata expanded); what the listing does not carry is
+#    read by id with $batch, in one client.batch call. Ids leave `pending` only in the last run that is
+#    returned with their incidents, and a bounded set of ingested ids keeps a replay from creating a duplicate.
 FETCH_STATE_VERSION = 1
 FETCH_DELTA_PAGE_SIZE = 1000
 FETCH_DELTA_PAGES_PER_RUN = 50  # a first round over a large folder goes on next run from its saved link
@@ -2315,6 +2316,7 @@ FETCH_PENDING_CAP = 5000
 FETCH_SEEN_CAP = 5000
 FETCH_WINDOW_OVERLAP_MINUTES = 10
 FETCH_BATCH_ATTACHMENT_MAX_BYTES = 1024 * 1024
+FETCH_RANGE_SLACK = 10  # the range listing's page takes this many mails beyond the pending ones it looks for
 FETCH_BATCH_ATTACHMENT_GROUP_BYTES = 8 * 1024 * 1024
 FETCH_MESSAGE_FIELDS = ('id,createdDateTime,lastModifiedDateTime,receivedDateTime,sentDateTime,subject,importance,'
                         'conversationId,isRead,isDraft,internetMessageId,categories,internetMessageHeaders,sender,'
@@ -2727,34 +2729,105 @@ def build_incident(email_data: dict, preview: str, full_body: bool) -> dict:
 
 
 def read_pending_messages(client: GraphClient, state: FetchState, limit: int) -> tuple[list[dict], list[str]]:
-    """Reads up to `limit` pending mails in order. Returns the messages and the ids Graph no longer has."""
-    messages, gone = [], []
-    for start in range(0, min(limit, len(state.pending)), BATCH_MAX_REQUESTS):
-        chunk = state.pending[start:min(start + BATCH_MAX_REQUESTS, limit)]
-        fields = message_select(FETCH_MESSAGE_FIELDS, client.endpoints.capabilities)
-        items = [BatchItem(str(i), 'GET', f"{message_path(state.mailbox, p['id'])}?$select={fields}"
-                           f'&$expand=attachments($select={FETCH_ATTACHMENT_FIELDS})') for i, p in enumerate(chunk)]
-        answers = client.batch(items)
-        for item, pending in zip(items, chunk):
-            answer = answers[item.id]
-            if answer.get('status') == 200:
-                messages.append(answer.get('body') or {})
-            elif answer.get('status') == 404:
-                gone.append(pending['id'])
-            elif answer.get('status') in (429, 503, 504):
-                # Still throttled after the retry budget: keep order, the rest is read next run.
-                demisto.info(f'Fetch stopped at a throttled mail: {batch_failure_text(answer)}')
-                return messages, gone
-            elif answer.get('status') == 400 and any(a.get('status') == 200 for a in answers.values()):
-                # Graph refuses this one mail while it reads the others with the same query: an item that can
-                # never be read must not block every later mail. Logged, not silently.
-                demisto.error(f"Mail {pending['id']} in {state.mailbox} cannot be read and is skipped: "
-                              f'{batch_failure_text(answer)}')
-                gone.append(pending['id'])
-            else:
-                raise MailError(f"Mail {pending['id']} in {state.mailbox} could not be read "
-                                f'({batch_failure_text(answer)}); the fetch stops so that it is not skipped.')
+    """Reads up to `limit` pending mails in order. Returns the messages and the ids Graph no longer has.
+
+    One listing of the fetch folder over the received-time range of these mails carries most of them whole
+    (fields and attachment metadata). Whatever it does not carry - a mail it left out, a field or the attachments
+    it omitted - is read by id through one `client.batch` call, so an incident never depends on what the listing
+    returned.
+    """
+    chosen = state.pending[:limit]
+    if not chosen:
+        return [], []
+    fields = message_select(FETCH_MESSAGE_FIELDS, client.endpoints.capabilities)
+    listed = list_pending_range(client, state, chosen, fields)
+    reads = {p['id']: message_read_url(state.mailbox, p['id'], listed.get(p['id']), fields) for p in chosen}
+    wanted = {mid: url for mid, url in reads.items() if url}
+    items = [BatchItem(str(i), 'GET', url) for i, url in enumerate(wanted.values())]
+    results = client.batch(items) if items else {}  # all of the run's reads in one call: one wait for throttling
+    answers = {message_id: results[item.id] for message_id, item in zip(wanted, items)}
+    messages: list[dict] = []
+    gone: list[str] = []
+    for pending in chosen:
+        message_id = pending['id']
+        if message_id not in answers:
+            messages.append(complete_listed_message(listed[message_id], {}))
+            continue
+        answer = answers[message_id]
+        status = answer.get('status')
+        if status == 200:
+            messages.append(complete_listed_message(listed.get(message_id) or {}, answer.get('body') or {}))
+        elif status == 404:
+            gone.append(message_id)
+        elif status in (429, 503, 504):
+            # Still throttled after the retry budget: keep order, the rest is read next run.
+            demisto.info(f'Fetch stopped at a throttled mail: {batch_failure_text(answer)}')
+            return messages, gone
+        elif status == 400 and (listed or any(a.get('status') == 200 for a in answers.values())):
+            # Graph refuses this one mail while it reads the others with the same query: an item that can
+            # never be read must not block every later mail. Logged, not silently.
+            demisto.error(f"Mail {message_id} in {state.mailbox} cannot be read and is skipped: "
+                          f'{batch_failure_text(answer)}')
+            gone.append(message_id)
+        else:
+            raise MailError(f"Mail {message_id} in {state.mailbox} could not be read "
+                            f'({batch_failure_text(answer)}); the fetch stops so that it is not skipped.')
     return messages, gone
+
+
+def list_pending_range(client: GraphClient, state: FetchState, chosen: list[dict], fields: str) -> dict[str, dict]:
+    """One page of the fetch folder over the received-time range of `chosen`, oldest first: {id: message} of the
+    chosen mails it carries. Mail moved out of the folder meanwhile, or beyond the page, is simply not in it, and a
+    failing listing costs nothing but the reads by id it would have saved."""
+    received = [parse_graph_time(p['received']) for p in chosen if p.get('received')]
+    if not received:
+        return {}
+    start = min(received).replace(microsecond=0)
+    end = max(received).replace(microsecond=0) + timedelta(seconds=1)
+    query = {'$filter': f'receivedDateTime ge {format_time(start)} and receivedDateTime lt {format_time(end)}',
+             '$orderby': 'receivedDateTime asc', '$select': fields,
+             '$expand': f'attachments($select={FETCH_ATTACHMENT_FIELDS})',
+             '$top': str(min(GRAPH_MAX_PAGE_SIZE, len(chosen) + FETCH_RANGE_SLACK))}
+    try:
+        page = client.get(messages_path(state.mailbox, state.folder_id), params=query)
+    except (GraphError, ThrottledError, TransportError) as exc:
+        demisto.info(f'The fetch folder could not be listed ({exc}); the mails are read one by one instead.')
+        return {}
+    wanted = {p['id'] for p in chosen}
+    return {m['id']: m for m in page.get('value') or [] if isinstance(m, dict) and m.get('id') in wanted}
+
+
+def needs_attachment_list(message: dict) -> bool:
+    """Attachment metadata is read only for mail that may have attachments: `hasAttachments` (unknown counts as
+    true), or an HTML body that refers to a `cid:` image - Graph reports hasAttachments false for mail whose only
+    attachments are inline."""
+    if message.get('hasAttachments') is not False:
+        return True
+    body = message.get('body') or {}
+    return 'cid:' in str(body.get('content') or '').lower()
+
+
+def message_read_url(user: str, message_id: str, listed: Optional[dict], fields: str) -> str:
+    """The by-id read that completes a listed mail ('' when the listing carried it whole); the whole mail when it
+    was not listed."""
+    listed = listed or {}
+    missing = [f for f in fields.split(',') if f not in listed]
+    # A read that happens anyway expands the attachments too: that costs no request.
+    attachments = 'attachments' not in listed and (bool(missing) or needs_attachment_list(listed))
+    if not missing and not attachments:
+        return ''
+    url = f"{message_path(user, message_id)}?$select={','.join(['id'] + [f for f in missing if f != 'id'])}"
+    if attachments:
+        url += f'&$expand=attachments($select={FETCH_ATTACHMENT_FIELDS})'
+    return url
+
+
+def complete_listed_message(listed: dict, read: dict) -> dict:
+    """The listed fields with what the read by id added; no attachments when neither carries any and the mail
+    has none."""
+    message = {**listed, **read}
+    message.setdefault('attachments', [])
+    return message
 
 
 def mark_as_read(client: GraphClient, user: str, message_ids: list[str]) -> None:

@@ -29,6 +29,7 @@ MAILBOX = 'soc@contoso.com'
 DELTA_ENDPOINT = 'GET /v1.0/users/{user}/mailFolders/{folder}/messages/delta'
 LIST_ENDPOINT = 'GET /v1.0/users/{user}/mailFolders/{folder}/messages'
 MESSAGE_ITEM = r'^/v1\.0/users/[^/]+/messages/[^/]+$'  # a message read by id (the fetch reads them in $batch)
+FOLDER_LISTING = r'^/v1\.0/users/[^/]+/mailFolders/[^/]+/messages$'  # the range listing fetch reads pending mail by
 ATTACHMENT_ITEM = r'^/v1\.0/users/[^/]+/messages/[^/]+/attachments/[^/]+$'
 
 
@@ -324,10 +325,13 @@ def test_throttling_and_503_on_requests_and_batch_items_lose_and_duplicate_nothi
     burst = fresh_sandbox.add_fault(r'^/v1\.0/\$batch$', status=429, retry_after=0)
     assert fetcher.run(may_fail=True).returncode == 1
     fresh_sandbox.remove_fault(burst)
-    # Every message read inside $batch throttled past the budget: the run stops before those mails.
+    # The range listing and every message read inside $batch throttled past the budget: the run stops before
+    # those mails (the listing failing only means reading them by id).
+    listing = fresh_sandbox.add_fault(FOLDER_LISTING, methods=['GET'], status=429, retry_after=0)
     burst = fresh_sandbox.add_fault(MESSAGE_ITEM, methods=['GET'], status=429, retry_after=0, in_batch=True)
     assert fetcher.run(may_fail=True).incidents == []
     fresh_sandbox.remove_fault(burst)
+    fresh_sandbox.remove_fault(listing)
     # Attachment reads inside $batch unavailable past the budget: the run fails rather than drop them.
     burst = fresh_sandbox.add_fault(ATTACHMENT_ITEM, status=503, retry_after=0, in_batch=True)
     fetcher.run(may_fail=True)
