@@ -1572,6 +1572,16 @@ def attachment_entries(client: GraphClient, user: str, message_id: str, attachme
     return [note_entry(attachment, f"Attachment '{name}' has the unsupported type {kind or 'unknown'}.")]
 
 
+def find_attachment(client: GraphClient, user: str, message_id: str, attachment_id: str) -> dict:
+    """One attachment's metadata, from the message's attachment list (whose $select Graph honours). A GET of the
+    single attachment is never used for it: Graph may ignore $select there and send the whole contentBytes."""
+    wanted = encode_id(attachment_id)
+    for attachment in list_message_attachments(client, user, message_id):
+        if encode_id(attachment.get('id') or '') == wanted:
+            return attachment
+    raise GraphError(404, 'ErrorItemNotFound', 'The message has no attachment with this id.')
+
+
 def get_attachment_command(client: GraphClient, args: dict) -> list[dict]:
     user = mailbox_arg(client, args)
     message_id = arg_text(args, 'message_id', required=True)
@@ -1580,8 +1590,7 @@ def get_attachment_command(client: GraphClient, args: dict) -> list[dict]:
     what = f'Attachment {attachment_id} of message {message_id}' if attachment_id else f'Message {message_id}'
     try:
         if attachment_id:
-            attachments = [client.get(f'{attachments_path(user, message_id)}/{encode_id(attachment_id)}',
-                                      params={'$select': ATTACHMENT_LIST_FIELDS})]
+            attachments = [find_attachment(client, user, message_id, attachment_id)]
         else:
             attachments = list_message_attachments(client, user, message_id)
         entries = [e for a in attachments for e in attachment_entries(client, user, message_id, a, as_eml)]

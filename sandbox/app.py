@@ -245,6 +245,15 @@ class Sandbox:
     def cloud(self) -> str:
         return self._require_ctx().settings.cloud
 
+    def set_single_attachment_select(self, honoured: bool) -> None:
+        self._control.set_single_attachment_select(honoured)
+
+    def set_mailbox_budget(self, requests: int | None, window_seconds: float = 600.0) -> dict:
+        return self._control.set_mailbox_budget(requests, window_seconds)
+
+    def mailbox_budget(self) -> dict:
+        return self._control.mailbox_budget()
+
     def add_message(self, user: str, folder: str = "Inbox", **spec: Any) -> dict:
         return self._control.add_message(user, folder, **spec)
 

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from .core import Request
 from .identity import IdentityConfig, TokenService
 from .store import MailStore
+from .budget import MailboxBudget
 from .trouble import FaultInjector, Stats
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ class Settings:
     delta_supported: bool = True
     cloud: str = "worldwide"  # a profile of sandbox/clouds.py: what that cloud's Graph lacks is refused
     batch_item_latency_ms: int = 0  # time each $batch sub-request takes (Outlook runs 4 of a batch at once)
+    # True: GET of a single attachment returns every property (contentBytes too) whatever its $select, as
+    # Graph may; collection $select (the attachment list, $expand) is always honoured.
+    single_attachment_select_ignored: bool = False
 
 
 @dataclass
@@ -34,6 +38,7 @@ class SandboxContext:
     faults: FaultInjector
     stats: Stats
     dispatcher: "Dispatcher | None" = None
+    budget: MailboxBudget = field(default_factory=MailboxBudget)
     # Free-form slot for route modules that need shared state of their own
     # (e.g. upload sessions); key by module name.
     extensions: dict[str, Any] = field(default_factory=dict)

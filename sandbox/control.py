@@ -84,6 +84,16 @@ class Controller:
         """Emulate a national cloud (worldwide, usgov, china): see clouds.py."""
         self.ctx.settings.cloud = cloud_profile(cloud).name
 
+    def set_single_attachment_select(self, honoured: bool) -> None:
+        self.ctx.settings.single_attachment_select_ignored = not bool(honoured)
+
+    def set_mailbox_budget(self, requests: int | None, window_seconds: float = 600.0) -> dict:
+        self.ctx.budget.configure(requests, window_seconds)
+        return self.ctx.budget.describe()
+
+    def mailbox_budget(self) -> dict:
+        return self.ctx.budget.describe()
+
     # --- mailbox content ---------------------------------------------------------------------
     def _mailbox(self, user: str) -> Mailbox:
         return self.ctx.store.user(user)
@@ -225,6 +235,9 @@ def register(router: Router, controller: Controller) -> None:
     add("POST", "expire-delta-tokens", lambda r: c.expire_delta_tokens())
     add("POST", "delta-supported", lambda r: c.set_delta_supported(body(r)["enabled"]))
     add("POST", "cloud", lambda r: c.set_cloud(body(r)["cloud"]))
+    add("POST", "single-attachment-select", lambda r: c.set_single_attachment_select(body(r)["honoured"]))
+    add("POST", "mailbox-budget", lambda r: c.set_mailbox_budget(**body(r)))
+    add("GET", "mailbox-budget", lambda r: c.mailbox_budget())
     add("POST", "messages", lambda r: c.add_message(**body(r)))
     add("POST", "messages/bulk", lambda r: c.add_messages_bulk(**body(r)))
     add("POST", "move", lambda r: c.move_message(**body(r)))

@@ -57,6 +57,9 @@ class Dispatcher:
         try:
             if route.kind is Kind.GRAPH and request.principal is None:
                 request.principal = self.ctx.tokens.authenticate(request, self.ctx.base_url)
+            over_budget = self.ctx.budget.check(request) if route.kind is Kind.GRAPH else None
+            if over_budget is not None:
+                raise over_budget
             response = route.handler(request)
         except (GraphError, JsonError) as error:
             response = error.to_response(request)

@@ -357,6 +357,8 @@ class MailApi:
     def get_attachment(self, request: Request) -> Response:
         prefer = parse_prefer(request.headers)
         select = odata.parse_select(request, ATTACHMENT_SELECTABLE, "attachment", ATTACHMENT_CAST_SELECTABLE)
+        if self.ctx.settings.single_attachment_select_ignored:
+            select = None
         expand = self._expand_item(request)
         with self.store.lock:
             mailbox = self._mailbox(request)

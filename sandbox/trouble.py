@@ -139,6 +139,24 @@ def fault_response(rule: FaultRule, request: Request) -> Response:
                          rule.status, headers, content_type=PLAIN_JSON)
 
 
+# --- what Graph's throttling counts ------------------------------------------------------------------------
+# graph_requests: Graph requests as Graph throttles them - every request to /v1.0 and every request inside a
+# $batch, but not the $batch envelope; round_trips: HTTP requests to /v1.0 (envelopes included, identity
+# endpoints not); throttled: 429 answers received, to requests and to $batch items alike.
+GRAPH_BUDGET_TOTALS = ("graph_requests", "round_trips", "throttled")
+
+
+def count_against_graph_budget(totals: dict, request: Request, status: int) -> None:
+    if not request.path.startswith("/v1.0"):
+        return
+    if not request.in_batch:
+        totals["round_trips"] += 1
+    if request.in_batch or request.path.lower() != "/v1.0/$batch":
+        totals["graph_requests"] += 1
+    if status == 429:
+        totals["throttled"] += 1
+
+
 def _new_counter() -> dict:
     return {"requests": 0, "bytes_in": 0, "bytes_out": 0, "statuses": {}}
 
@@ -155,7 +173,7 @@ class Stats:
         self._endpoints: dict[str, dict] = collections.defaultdict(_new_counter)
         self._batch_items: dict[str, dict] = collections.defaultdict(_new_counter)
         self._totals = {"requests": 0, "bytes_in": 0, "bytes_out": 0, "batch_items": 0,
-                        "faults_injected": 0}
+                        "faults_injected": 0, **{k: 0 for k in GRAPH_BUDGET_TOTALS}}
         self._log: collections.deque = collections.deque(maxlen=self._log_limit)
 
     def reset(self) -> None:
@@ -179,6 +197,7 @@ class Stats:
                 self._totals["bytes_out"] += bytes_out
             if faulted:
                 self._totals["faults_injected"] += 1
+            count_against_graph_budget(self._totals, request, status)
             self._log.append({
                 "time": time.time(), "method": request.method, "path": request.path,
                 "query": request.query_string, "status": status, "key": key,

@@ -141,8 +141,9 @@ CASES = [
          'GET', f'{ABASE}/messages/{seg(MSG_ID)}/attachments', {'json': ATTACHMENTS}, (MSG_ID, ANALYST), 'Mail.Read'),
     Case('msgraph-mail-get-attachment', mgm.get_attachment_command,
          {'user_id': ANALYST, 'message_id': MSG_ID, 'attachment_id': REF_ATT_ID},
-         'GET', f'{ABASE}/messages/{seg(MSG_ID)}/attachments/{seg(REF_ATT_ID)}',
-         {'json': load_json('mailbox/attachment_reference.json')}, (REF_ATT_ID, MSG_ID, ANALYST), 'Mail.Read'),
+         'GET', f'{ABASE}/messages/{seg(MSG_ID)}/attachments',
+         {'json': {'value': [load_json('mailbox/attachment_reference.json')]}}, (REF_ATT_ID, MSG_ID, ANALYST),
+         'Mail.Read'),
     Case('msgraph-mail-get-email-as-eml', mgm.get_email_as_eml_command, {'user_id': ANALYST, 'message_id': MSG_ID},
          'GET', f'{ABASE}/messages/{seg(MSG_ID)}/$value', {'content': EML_BYTES}, (MSG_ID, ANALYST), 'Mail.Read',
          needs_files=True),
@@ -534,9 +535,12 @@ def test_list_attachments_follows_pages_and_names_unnamed_attachments_by_id(clie
 
 
 def _mock_single_attachment(requests_mock, attachment: dict) -> str:
-    url = f"{BASE}/messages/{seg(MSG_ID)}/attachments/{seg(attachment['id'])}"
-    requests_mock.get(url, json=attachment)
-    return url
+    """The attachment's metadata comes from the message's attachment list (another attachment first); a GET of
+    the single attachment, which may carry contentBytes, is never made for it (not mocked: it would fail)."""
+    listing = f"{BASE}/messages/{seg(MSG_ID)}/attachments"
+    other = dict(load_json('mailbox/attachment_file.json'), id='AAMkADMwOTHER=', name='other.pdf')
+    requests_mock.get(listing, json={'value': [other, attachment]})
+    return f"{listing}/{seg(attachment['id'])}"
 
 
 def test_get_attachment_streams_a_file_attachment_to_the_working_dir(client, requests_mock, in_tmp_dir):
@@ -1126,3 +1130,28 @@ def test_delete_rule(client, requests_mock):
     entry = mgm.delete_rule_command(client, {'rule_id': RULE_ID})
     assert delete.call_count == 1
     assert RULE_ID in entry['HumanReadable'] and USER in entry['HumanReadable']
+
+
+def test_get_attachment_learns_name_and_size_from_the_list_never_from_the_single_attachment(client, requests_mock,
+                                                                                            in_tmp_dir):
+    """Graph may ignore $select on GET of a single attachment and send its whole contentBytes (140 MB of JSON for
+    a 100 MB file): the metadata comes from the attachment list, with $select, and the content from /$value."""
+    attachment = load_json('mailbox/attachment_file.json')
+    url = _mock_single_attachment(requests_mock, attachment)
+    single = requests_mock.get(url, json=dict(attachment, contentBytes='QUJD'))
+    requests_mock.get(f'{url}/$value', content=PDF_BYTES)
+    given = attachment['id'].replace('/', '-')  # the URL-safe spelling of the same id
+    entry = mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': given})[0]
+    assert entry['File'] == 'evil.pdf'
+    assert single.call_count == 0
+    listing = requests_mock.request_history[0]
+    assert listing.url.split('?')[0].endswith('/attachments')
+    assert 'contentBytes' not in qs(listing)['$select'] and 'size' in qs(listing)['$select']
+
+
+def test_get_attachment_id_not_in_the_message_is_a_clear_error(client, requests_mock, in_tmp_dir):
+    _mock_single_attachment(requests_mock, load_json('mailbox/attachment_reference.json'))
+    with pytest.raises(mgm.MailError) as raised:
+        mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': 'AAMkADNOSUCH='})
+    assert 'AAMkADNOSUCH=' in str(raised.value) and MSG_ID in str(raised.value) and USER in str(raised.value)
+    assert len(requests_mock.request_history) == 1 and os.listdir(in_tmp_dir) == []

@@ -646,3 +646,65 @@ def test_cli_ready_line_and_sigterm(tmp_path):
             process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert process.stdout.read() == ""
+
+
+# --- Graph's budget: what throttling counts, the per-mailbox budget, $select on a single attachment --------------
+
+def test_stats_count_graph_requests_as_graph_throttles_them_and_round_trips_apart(sb, http, graph):
+    items = [{"id": str(i), "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox"} for i in range(5)]
+    sb.reset_stats()
+    app = msal_app(sb, sb.info["client_secret"])
+    assert "access_token" in app.acquire_token_for_client([sb.info["scope"]])  # identity: not Graph
+    graph.get(f"/users/{ALICE}/mailFolders/inbox")
+    sb.add_fault(path_regex=r"/mailFolders/inbox$", status=429, retry_after=1, in_batch=True, every_nth=2)
+    graph.post("/$batch", json={"requests": items})
+    totals = sb.stats()["totals"]
+    assert totals["graph_requests"] == 6, "each $batch item counts, the envelope does not"
+    assert totals["round_trips"] == 2, "HTTP requests to Graph, the envelope included"
+    assert totals["throttled"] == 2, "every 429 received: the 2nd and the 4th item"
+    assert totals["requests"] == 4 and totals["batch_items"] == 5
+
+
+def test_mailbox_budget_refuses_requests_of_an_app_over_its_mailbox_window(sb, http, graph):
+    try:
+        assert sb.set_mailbox_budget(3, window_seconds=60)["requests"] == 3
+        for _ in range(2):
+            assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+        items = [{"id": str(i), "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox"} for i in range(2)]
+        answers = {r["id"]: r for r in graph.post("/$batch", json={"requests": items}).json()["responses"]}
+        assert answers["0"]["status"] == 200, "the envelope is not a mailbox request; its items are"
+        assert answers["1"]["status"] == 429 and answers["1"]["body"]["error"]["code"] == "ApplicationThrottled"
+        assert 1 <= int(answers["1"]["headers"]["Retry-After"]) <= 60
+        refused = graph.get(f"/users/{ALICE}/mailFolders/inbox")
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert graph.get(f"/users/{BOB}/mailFolders/inbox").status_code == 200, "another mailbox has its own budget"
+        budget = http.get(f"{sb.base_url}/_sandbox/mailbox-budget").json()
+        assert budget["refused"] == 2 and len(budget["used"]) == 2
+        sb.set_mailbox_budget(1, window_seconds=0.2)
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 429
+        time.sleep(0.25)
+        assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200, "a new window, a new budget"
+        with pytest.raises(ValueError):
+            sb.set_mailbox_budget(0)
+    finally:
+        sb.set_mailbox_budget(None)
+    assert graph.get(f"/users/{ALICE}/mailFolders/inbox").status_code == 200
+
+
+def test_single_attachment_select_can_be_ignored_as_graph_may_while_the_list_honours_it(sb, http, graph):
+    folder = new_folder(graph, BOB)
+    bulk = sb.add_messages_bulk(BOB, path_of(sb, BOB, folder), count=1, attachment_ratio=1, attachment_size=4096)
+    base = f"/users/{BOB}/messages/{q(bulk['ids'][0])}/attachments"
+    meta = graph.get(base, params={"$select": "id,name,size"}).json()["value"][0]
+    single = f"{base}/{q(meta['id'])}"
+    assert "contentBytes" not in graph.get(single, params={"$select": "id,name,size"}).json()
+    try:
+        response = http.post(f"{sb.base_url}/_sandbox/single-attachment-select", json={"honoured": False})
+        assert response.status_code == 200
+        ignored = graph.get(single, params={"$select": "id,name,size"}).json()
+        assert len(base64.b64decode(ignored["contentBytes"])) == 4096
+        assert "contentBytes" not in graph.get(base, params={"$select": "id,name,size"}).json()["value"][0]
+    finally:
+        sb.set_single_attachment_select(True)
+    assert "contentBytes" not in graph.get(single, params={"$select": "id,name,size"}).json()
