@@ -1050,6 +1050,17 @@ class TestRangeReads:
         assert feed.run() == [mail_id(3), mail_id(4)]
         assert fake.batch_reads() == [mail_id(3)]
 
+    def test_the_last_run_holds_ids_and_times_only_never_mail_content(self, client, fake):
+        for n in range(1, 121):
+            fake.deliver(mail(n, at(minutes=200 - n)))
+        feed = Feed(client, limit=20)
+        assert len(feed.run()) == 20
+        assert len(feed.last_run['pending']) == 100
+        assert all(set(p) == {'id', 'received'} for p in feed.last_run['pending'])
+        text = json.dumps(feed.last_run)
+        assert 'Mail 1' not in text and 'internetMessageHeaders' not in text and 'body' not in text  # no subject, no content
+        assert len(text) < 200 * 120, 'a few hundred bytes per mail at most'
+
     def test_21vianet_listing_selects_no_headers_or_flag(self, china):
         client, fake = china
         fake.deliver(mail(1, at(minutes=30)))
