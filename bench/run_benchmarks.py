@@ -148,6 +148,9 @@ class RemoteSandbox:
     def clear_faults(self) -> None:
         self._call('DELETE', 'faults')
 
+    def set_mailbox_budget(self, requests: Optional[int], window_seconds: float = 600.0) -> dict:
+        return self._call('POST', 'mailbox-budget', {'requests': requests, 'window_seconds': window_seconds})
+
     def set_single_attachment_select(self, honoured: bool) -> None:
         self._call('POST', 'single-attachment-select', {'honoured': honoured})
 
@@ -353,14 +356,17 @@ class Bench:
         checked(run_cli(instance, 'msgraph-mail-list-folders', user_id=user, limit=1), 'warm-up list-folders')
 
     # ---------------------------------------------------------------------------------------- fetch
-    def fetch(self, mails: int, attachment_ratio: float, attachment_size: int, throttled: bool = False) -> None:
+    def fetch(self, mails: int, attachment_ratio: float, attachment_size: int, throttled: bool = False,
+              budget: Optional[tuple[int, float]] = None) -> None:
         with_att = attachment_ratio > 0
-        self.report.scope = ('fetch_throttled' if throttled else
+        self.report.scope = ('fetch_throttled' if throttled else f'fetch_budget_{budget[0]}' if budget else
                              'fetch_with_attachments' if with_att else 'fetch_without_attachments')
         name = (f'fetch {mails} mails, {attachment_ratio:.0%} with a {attachment_size // 1024} KiB attachment'
                 if with_att else f'fetch {mails} mails, no attachments')
         if throttled:
             name += ', 429 (Retry-After 1) on every 5th Graph request'
+        if budget:
+            name += f', mailbox budget {budget[0]} Graph requests per {budget[1]:g} s'
         self.sb.reset()
         admin = self.instance('fetch-setup')
         checked(run_cli(admin, 'msgraph-mail-create-folder', user_id=FETCH_MAILBOX,
@@ -375,6 +381,9 @@ class Bench:
         self.sb.reset_stats()
         if throttled:  # Graph counts every $batch item as a request; the envelope is not one
             self.sb.add_fault(path_regex=r'^/v1\.0/(?!\$batch$)', status=429, retry_after=1, every_nth=5, in_batch=True)
+        if budget:  # Graph's per-app, per-mailbox budget (10,000 per 10 minutes), scaled down to a short run
+            self.sb.set_mailbox_budget(budget[0], budget[1])
+        throttled = throttled or bool(budget)
         runs, seen, attachments_seen, duplicates, failed_runs = [], set(), 0, 0, 0
         before = self.sb.stats()
         drained_stats = before
@@ -419,6 +428,7 @@ class Bench:
                                  f'{attachments_seen} attachments (expected {expected_attachments})')
         if throttled:
             self.sb.clear_faults()
+            self.sb.set_mailbox_budget(None)
         fetched = len(seen)
         totals = drained_stats['totals']
         walls = [r['wall_s'] for r in runs]
@@ -634,6 +644,8 @@ def main(argv: Optional[list] = None) -> int:
             ('fetch (no attachments)', lambda: bench.fetch(fetch_mails, 0.0, 0)),
             ('fetch (throttled)', lambda: bench.fetch(fetch_mails // 2, 0.3, options.attachment_kib * 1024,
                                                       throttled=True)),
+            ('fetch (mailbox budget)', lambda: bench.fetch(fetch_mails // 2, 0.3, options.attachment_kib * 1024,
+                                                           budget=(100, 2.0))),
             ('mark read', lambda: bench.mark_read(100)),
             ('list', lambda: bench.list_emails(500)),
             ('baseline', bench.baseline_rss),
