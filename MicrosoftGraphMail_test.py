@@ -1034,9 +1034,9 @@ class TestGraphErrorsAndPaging:
     def test_a_command_whose_download_breaks_off_leaves_no_file(self, run_main, requests_mock, in_tmp_dir, command,
                                                                 args, download_path):
         mock_authority(requests_mock)
-        requests_mock.get(f'{GRAPH}/users/{MAILBOX}/messages/AAMk1/attachments/AAMkAtt1', json={
+        requests_mock.get(f'{GRAPH}/users/{MAILBOX}/messages/AAMk1/attachments', json={'value': [{
             '@odata.type': '#microsoft.graph.fileAttachment', 'id': 'AAMkAtt1', 'name': 'invoice.pdf',
-            'contentType': 'application/pdf', 'size': 3 * mgm.DOWNLOAD_CHUNK_BYTES, 'isInline': False})
+            'contentType': 'application/pdf', 'size': 3 * mgm.DOWNLOAD_CHUNK_BYTES, 'isInline': False}]})
         download = requests_mock.get(f'{GRAPH}/users/{MAILBOX}/{download_path}',
                                      body=BrokenStream(os.urandom(mgm.DOWNLOAD_CHUNK_BYTES * 2 + 10)))
         run = run_main(command, secret_params(), {'user_id': MAILBOX, **args})
