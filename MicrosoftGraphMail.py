@@ -2803,7 +2803,8 @@ def list_pending_range(client: GraphClient, state: FetchState, chosen: list[dict
         demisto.info(f'The fetch folder could not be listed ({exc}); the mails are read one by one instead.')
         return {}
     wanted = {p['id'] for p in chosen}
-    return {m['id']: m for m in page.get('value') or [] if isinstance(m, dict) and m.get('id') in wanted}
+    return {m['id']: m for m in page.get('value') or []
+            if isinstance(m, dict) and isinstance(m.get('id'), str) and m['id'] in wanted}
 
 
 def needs_attachment_list(message: dict) -> bool:
@@ -2832,8 +2833,8 @@ def message_read_url(user: str, message_id: str, listed: Optional[dict], fields:
 
 
 def complete_listed_message(listed: dict, read: dict) -> dict:
-    """The listed fields with what the read by id added; no attachments when neither carries any and the mail
-    has none."""
+    """The listed mail completed by what its read by id returned. Without an attachment list from either, the mail
+    has none worth reading (see needs_attachment_list)."""
     message = {**listed, **read}
     message.setdefault('attachments', [])
     return message
