@@ -275,6 +275,26 @@ def test_invoice_pdf_is_saved_with_the_sandbox_bytes(instance, fresh_sandbox):
     assert_out_folder_sanitised(instance)
 
 
+def test_get_attachment_never_reads_the_single_attachment_when_graph_ignores_its_select(instance, fresh_sandbox):
+    """Graph may ignore $select on GET of one attachment and send its contentBytes: the name and size come from
+    the attachment list, the bytes from /$value."""
+    invoice_id = message_id(fresh_sandbox, INVOICE)
+    pdf = list_attachments(instance, ALICE, invoice_id)[0]
+    fresh_sandbox.set_single_attachment_select(False)
+    try:
+        fresh_sandbox.reset_stats()
+        entries = ok(instance.run('msgraph-mail-get-attachment', user_id=ALICE, message_id=invoice_id,
+                                  attachment_id=pdf['ID'])).entries
+    finally:
+        fresh_sandbox.set_single_attachment_select(True)
+    saved = saved_file(entries[0], instance.out_dir)
+    assert saved.name == 'INV-20931.pdf' and saved.read_bytes() == sandbox_attachment_bytes(
+        fresh_sandbox, ALICE, invoice_id, pdf['ID'])
+    endpoints = fresh_sandbox.stats()['endpoints']
+    assert 'GET /v1.0/users/{user}/messages/{message}/attachments/{attachment}' not in endpoints
+    assert endpoints['GET /v1.0/users/{user}/messages/{message}/attachments']['requests'] == 1
+
+
 @pytest.mark.parametrize('subject, name, magic', [
     (SHARED_DOC, 'Q3 Budget Review.docx', b'PK\x03\x04'),
     (RESUME, NON_ASCII_PDF, b'%PDF-'),
