@@ -785,13 +785,14 @@ class GraphClient:
     """The Microsoft Graph HTTP layer: auth header, retries, errors, paging, $batch, downloads."""
 
     def __init__(self, endpoints: Endpoints, http: HttpSession, tokens: TokenManager,
-                 retry: Optional[RetryPolicy] = None, default_user: str = ''):
+                 retry: Optional[RetryPolicy] = None, default_user: str = '', tenant_domains: Iterable[str] = ()):
         self.endpoints = endpoints
         self.http = http
         self.tokens = tokens
         self.retry = retry or RetryPolicy()
         self.default_user = default_user
         self.max_in_flight = APP_CONCURRENT_REQUESTS
+        self.tenant_domains = tuple(tenant_domains)  # the 'Tenant domains' parameter (inbox-rule triage)
         self._origin = self._origin_of(endpoints.graph_base)
 
     @staticmethod
@@ -1754,6 +1755,43 @@ def update_email_status_command(client: GraphClient, args: dict) -> list[dict]:
 # ================================================================================ COMMANDS: RULES
 RULE_FIELDS = ['id', 'displayName', 'sequence', 'isEnabled', 'hasError', 'isReadOnly', 'conditions', 'actions', 'exceptions']
 RULE_CONTEXT_KEY = 'MSGraphMail.Rule(val.id === obj.id)'
+MAILBOX_SETTINGS_CONTEXT_KEY = 'MSGraphMail.MailboxSettings(val.userId === obj.userId)'
+MAILTIPS_CONTEXT_KEY = 'MSGraphMail.MailTips(val.emailAddress.address === obj.emailAddress.address)'
+MAPI_CAVEAT = ('Rules created through MAPI (for example hidden rules) may not be listed by Graph: a clean result is '
+               'not proof that the mailbox has no malicious rule.')
+
+# What each property of Graph v1.0's messageRuleActions and messageRulePredicates takes.
+RULE_ACTION_KINDS = {
+    'assignCategories': 'texts', 'copyToFolder': 'folder', 'delete': 'bool', 'forwardAsAttachmentTo': 'recipients',
+    'forwardTo': 'recipients', 'markAsRead': 'bool', 'markImportance': 'importance', 'moveToFolder': 'folder',
+    'permanentDelete': 'bool', 'redirectTo': 'recipients', 'stopProcessingRules': 'bool',
+}
+RULE_PREDICATE_KINDS = {
+    'bodyContains': 'texts', 'bodyOrSubjectContains': 'texts', 'categories': 'texts', 'fromAddresses': 'recipients',
+    'hasAttachments': 'bool', 'headerContains': 'texts', 'importance': 'importance', 'isApprovalRequest': 'bool',
+    'isAutomaticForward': 'bool', 'isAutomaticReply': 'bool', 'isEncrypted': 'bool', 'isMeetingRequest': 'bool',
+    'isMeetingResponse': 'bool', 'isNonDeliveryReport': 'bool', 'isPermissionControlled': 'bool',
+    'isReadReceipt': 'bool', 'isSigned': 'bool', 'isVoicemail': 'bool', 'messageActionFlag': 'messageActionFlag',
+    'notSentToMe': 'bool', 'recipientContains': 'texts', 'senderContains': 'texts', 'sensitivity': 'sensitivity',
+    'sentCcMe': 'bool', 'sentOnlyToMe': 'bool', 'sentToAddresses': 'recipients', 'sentToMe': 'bool',
+    'sentToOrCcMe': 'bool', 'subjectContains': 'texts', 'withinSizeRange': 'sizeRange',
+}
+RULE_ENUMS = {
+    'importance': ('low', 'normal', 'high'),
+    'sensitivity': ('normal', 'personal', 'private', 'confidential'),
+    'messageActionFlag': ('any', 'call', 'doNotForward', 'followUp', 'fyi', 'forward', 'noResponseNecessary', 'read',
+                          'reply', 'replyToAll', 'review'),
+}
+# Exchange gives all inbox rules of a mailbox 256 KB at most; a larger argument cannot be a real rule.
+RULE_JSON_MAX_CHARS = 256 * 1024
+GRAPH_INT32_MAX = 2 ** 31 - 1
+RULE_UPDATE_ARGUMENTS = ('display_name', 'sequence', 'is_enabled', 'is_read_only', 'actions', 'conditions', 'exceptions')
+
+MAILTIPS_OPTIONS = ('automaticReplies, mailboxFullStatus, customMailTip, deliveryRestriction, externalMemberCount, '
+                    'maxMessageSize, moderationStatus, recipientScope, recipientSuggestions, totalMemberCount')
+RECIPIENT_SCOPE_FLAGS = (('internal', 1), ('external', 2), ('externalPartner', 4), ('externalNonPartner', 8))
+MAILTIPS_MAX_ADDRESSES = 100
+READABLE_TEXT_MAX_CHARS = 300
 
 
 def rules_path(user: str) -> str:
@@ -1769,11 +1807,470 @@ def require_inbox_rules(client: GraphClient) -> None:
     require_capability(client.endpoints, 'inbox_rules', 'Inbox rules (mailFolder/messageRules)', RULES_ELSEWHERE)
 
 
-def rules_entry(rules: list[dict], title: str) -> dict:
-    parsed = [{k: r.get(k) for k in RULE_FIELDS if k in r} for r in rules]
-    rows = [{**r, 'actions': ', '.join(sorted((r.get('actions') or {}).keys()))} for r in parsed]
-    return note_entry(rules, markdown_table(title, rows, ['id', 'displayName', 'isEnabled', 'sequence', 'actions']),
-                      {RULE_CONTEXT_KEY: parsed})
+def rule_path(user: str, rule_id: str) -> str:
+    return f'{rules_path(user)}/{encode_id(rule_id)}'
+
+
+def without_odata(item: dict) -> dict:
+    return {k: v for k, v in item.items() if not str(k).startswith('@odata.')}
+
+
+def rule_recipient(item: Any) -> Optional[dict]:
+    """A recipient given as an address or as Graph's {"emailAddress": {"address": ...}}; None if it is neither."""
+    if isinstance(item, str):
+        return {'emailAddress': {'address': item.strip()}} if EMAIL_ADDRESS.match(item.strip()) else None
+    address = item.get('emailAddress') if isinstance(item, dict) and set(item) == {'emailAddress'} else None
+    if not isinstance(address, dict) or not set(address) <= {'address', 'name'} or \
+            not isinstance(address.get('address'), str) or not EMAIL_ADDRESS.match(address['address'].strip()):
+        return None
+    if 'name' in address and not isinstance(address['name'], str):
+        return None
+    return {'emailAddress': {**address, 'address': address['address'].strip()}}
+
+
+def rule_value(argument: str, name: str, kind: str, value: Any) -> Any:
+    """One action or predicate value, checked against its Graph type (a lone text or address becomes a list)."""
+    def invalid(expected: str) -> MailError:
+        shown = json.dumps(value)[:200] if not isinstance(value, str) else repr(value[:200])
+        return MailError(f"Invalid argument '{argument}': '{name}' must be {expected}, got {shown}.")
+
+    if kind == 'bool':
+        if not isinstance(value, bool):
+            raise invalid('true or false')
+        return value
+    if kind == 'texts':
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(v, str) and v for v in items):
+            raise invalid('a list of texts')
+        return items
+    if kind == 'recipients':
+        items = [value] if isinstance(value, (str, dict)) else value
+        recipients = [rule_recipient(v) for v in items] if isinstance(items, list) and items else [None]
+        if not all(recipients):
+            raise invalid('a list of email addresses (or {"emailAddress": {"address": ...}} objects)')
+        return recipients
+    if kind == 'folder':
+        if not isinstance(value, str) or not value.strip():
+            raise invalid('a folder id, a well-known folder name or a folder path')
+        return value.strip()
+    if kind == 'sizeRange':
+        sizes = value if isinstance(value, dict) and value and set(value) <= {'minimumSize', 'maximumSize'} else None
+        if sizes is None or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= GRAPH_INT32_MAX
+                                    for v in sizes.values()) or \
+                sizes.get('minimumSize', 0) > sizes.get('maximumSize', GRAPH_INT32_MAX):
+            raise invalid('{"minimumSize": KB, "maximumSize": KB} with whole numbers, minimum not above maximum')
+        return sizes
+    choices = RULE_ENUMS[kind]
+    match = next((c for c in choices if isinstance(value, str) and value.strip().lower() == c.lower()), None)
+    if match is None:
+        raise invalid('one of ' + ', '.join(choices))
+    return match
+
+
+def rule_json_arg(args: dict, name: str, kinds: dict[str, str], noun: str, allow_empty: bool) -> Optional[dict]:
+    """A JSON object argument (actions, conditions, exceptions) checked against Graph's schema before any request."""
+    raw = args.get(name)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        if len(raw) > RULE_JSON_MAX_CHARS:
+            raise MailError(f"Invalid argument '{name}': {len(raw)} characters; a mailbox's rules share 256 KB at most.")
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise MailError(f"Invalid argument '{name}': not valid JSON ({exc}). Expected a JSON object such as "
+                            f'{{"{next(iter(kinds))}": ...}}.') from None
+        except RecursionError:
+            raise MailError(f"Invalid argument '{name}': the JSON is nested too deeply.") from None
+    else:
+        value = raw
+    if not isinstance(value, dict):
+        raise MailError(f"Invalid argument '{name}': expected a JSON object of {noun}s, got {type(value).__name__}.")
+    if not value and not allow_empty:
+        raise MailError(f"Invalid argument '{name}': give at least one {noun}; an empty object does nothing.")
+    unknown = [key for key in value if key not in kinds]
+    if unknown:
+        raise MailError(f"Invalid argument '{name}': unknown {noun} {str(unknown[0])[:100]!r}. Graph's {noun}s are: "
+                        + ', '.join(sorted(kinds)) + '.')
+    return {key: rule_value(name, key, kinds[key], item) for key, item in value.items()}
+
+
+def rule_fields_from_args(args: dict, creating: bool) -> dict:
+    """The messageRule JSON for the given arguments, validated as a whole before any request."""
+    body: dict[str, Any] = {}
+    if creating or arg_text(args, 'display_name'):
+        body['displayName'] = arg_text(args, 'display_name', required=True)
+    if creating or arg_text(args, 'sequence'):
+        body['sequence'] = arg_int(args, 'sequence', 1, minimum=1, maximum=GRAPH_INT32_MAX)
+    if creating or arg_text(args, 'is_enabled'):
+        # Graph creates a rule disabled when isEnabled is left out; someone who creates a rule expects it to run.
+        body['isEnabled'] = arg_bool(args, 'is_enabled', True)
+    if not creating and arg_text(args, 'is_read_only'):
+        body['isReadOnly'] = arg_bool(args, 'is_read_only')
+    actions = rule_json_arg(args, 'actions', RULE_ACTION_KINDS, 'action', allow_empty=False)
+    if creating and actions is None:
+        raise MailError("Missing argument 'actions': give a JSON object of rule actions, for example "
+                        '{"moveToFolder": "Inbox/Phishing", "stopProcessingRules": true}.')
+    for name, value in (('actions', actions),
+                        ('conditions', rule_json_arg(args, 'conditions', RULE_PREDICATE_KINDS, 'predicate', True)),
+                        ('exceptions', rule_json_arg(args, 'exceptions', RULE_PREDICATE_KINDS, 'predicate', True))):
+        if value is not None:
+            body[name] = value
+    if not body:
+        raise MailError('Nothing to update: give at least one of ' + ', '.join(RULE_UPDATE_ARGUMENTS) + '.')
+    return body
+
+
+def folder_id_for_rule(client: GraphClient, user: str, folder: str) -> str:
+    """Rule actions need a real folder id: a name or path is resolved, a well-known alias is looked up."""
+    resolved = resolve_folder(client, user, folder)
+    if resolved in WELL_KNOWN_FOLDERS.values():
+        return client.get(folder_path(user, resolved), params={'$select': 'id'}).get('id') or resolved
+    return resolved
+
+
+def with_folder_ids(client: GraphClient, user: str, actions: Optional[dict]) -> Optional[dict]:
+    if not actions:
+        return actions
+    return {key: folder_id_for_rule(client, user, value) if RULE_ACTION_KINDS[key] == 'folder' else value
+            for key, value in actions.items()}
+
+
+def parse_rule(rule: dict) -> dict:
+    return {k: rule.get(k) for k in RULE_FIELDS if k in rule}
+
+
+def rule_written_entry(rule: dict, title: str) -> dict:
+    parsed = parse_rule(rule)
+    row = {**parsed, 'actions': describe_rule_actions(parsed.get('actions') or {}, {})}
+    readable = markdown_table(title, [row], ['id', 'displayName', 'isEnabled', 'sequence', 'actions'])
+    return note_entry(without_odata(rule), readable, {RULE_CONTEXT_KEY: parsed})
+
+
+def create_rule_command(client: GraphClient, args: dict) -> dict:
+    require_inbox_rules(client)
+    user = mailbox_arg(client, args)
+    body = rule_fields_from_args(args, creating=True)
+    try:
+        body['actions'] = with_folder_ids(client, user, body['actions'])
+        rule = client.post(rules_path(user), body)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Inbox rules of {user}', 'MailboxSettings.ReadWrite') from None
+    state = 'enabled' if rule.get('isEnabled', body['isEnabled']) else 'disabled'
+    return rule_written_entry(rule, f"Rule '{body['displayName']}' was created ({state}) in mailbox {user}")
+
+
+def update_rule_command(client: GraphClient, args: dict) -> dict:
+    require_inbox_rules(client)
+    user = mailbox_arg(client, args)
+    rule_id = arg_text(args, 'rule_id', required=True)
+    body = rule_fields_from_args(args, creating=False)
+    try:
+        if 'actions' in body:
+            body['actions'] = with_folder_ids(client, user, body['actions'])
+        rule = client.patch(rule_path(user, rule_id), body)
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Rule {rule_id} of mailbox {user}', 'MailboxSettings.ReadWrite') from None
+    return rule_written_entry(rule, f"Rule {rule_id} of mailbox {user} was updated ({', '.join(body)})")
+
+
+# ------------------------------------------------------------------ rule triage (business email compromise signs)
+HIDING_FOLDERS = frozenset({'rss feeds', 'rss subscriptions', 'conversation history', 'archive', 'deleted items',
+                            'junk email', 'notes', 'calendar'})
+TEXT_PREDICATES = ('subjectContains', 'bodyContains', 'bodyOrSubjectContains', 'headerContains')
+FORWARD_ACTIONS = (('forwardTo', 'forwards'), ('forwardAsAttachmentTo', 'forwards as attachment'),
+                   ('redirectTo', 'redirects'))
+FOLDER_ACTIONS = (('moveToFolder', 'moves'), ('copyToFolder', 'copies'))
+SECURITY_WORDS = ('phish', 'hack', 'spam', 'suspicious', 'malicious', 'fake', 'helpdesk', 'help desk',
+                  'do not click', "don't click", 'hijack', 'fraud', 'reset', 'password', 'compromis', 'security',
+                  'sign-in', 'sign in', 'signin', 'unusual')
+MONEY_WORDS = ('invoice', 'payment', 'payroll', 'wire', 'transfer', 'bank details', 'iban', 'ach', 'swift',
+               'remittance', 'direct deposit', 'w2', 'w-2', 'docusign', 'wetransfer', 'rechnung', 'zahlung',
+               'überweisung', 'virement', 'facture', 'factura', 'pago', 'paiement')
+# A word matches at the start of a word and may go on (phish -> phishing); short codes must stand alone.
+STANDALONE_WORDS = frozenset({'ach', 'w2', 'w-2', 'iban', 'swift', 'wire', 'pago', 'fake', 'spam', 'hack'})
+SUFFIXED_STANDALONE = r'(?:s|ed|ing|er|ers)?'
+MATCH_ALL_SIZE_KB = 1          # Graph's size range is in KB: a minimum below 1 KB (<= 1023 bytes) excludes nothing
+UNBOUNDED_SIZE_KB = 150 * 1024  # Exchange Online's largest message
+FOLDER_NOT_A_MAIL_FOLDER = ''   # folder_names value when Graph says the id is no mail folder
+
+
+def word_pattern(words: Iterable[str]) -> re.Pattern:
+    parts = [re.escape(w) + (SUFFIXED_STANDALONE + r'(?!\w)' if w in STANDALONE_WORDS else r'\w*') for w in words]
+    return re.compile(r'(?<!\w)(' + '|'.join(parts) + ')', re.IGNORECASE)
+
+
+SECURITY_WORD_PATTERN = word_pattern(SECURITY_WORDS)
+MONEY_WORD_PATTERN = word_pattern(MONEY_WORDS)
+
+
+@dataclass(frozen=True)
+class TriageContext:
+    """What a rule is judged against. `tenant_domains` None: unknown, so "outside the tenant" is not judged."""
+    own_address: str = ''
+    tenant_domains: Optional[frozenset] = None
+    domains_unknown_why: str = ''
+    folder_names: Optional[dict] = None   # folder id -> display name ('' = not a mail folder); unread ids absent
+
+
+@dataclass
+class RuleAssessment:
+    suspicious: bool
+    reasons: list[str]
+    notes: list[str]
+    forwards_to: list[str]
+
+
+def recipient_addresses(value: Any) -> list[str]:
+    addresses = []
+    for item in value if isinstance(value, list) else []:
+        address = ((item or {}).get('emailAddress') or {}).get('address') if isinstance(item, dict) else None
+        if isinstance(address, str) and address.strip():
+            addresses.append(address.strip())
+    return addresses
+
+
+def address_domain(address: str) -> str:
+    return address.rpartition('@')[2].strip().lower().rstrip('.') if '@' in address else ''
+
+
+def in_domains(domain: str, domains: Iterable[str]) -> bool:
+    return any(domain == d or domain.endswith('.' + d) for d in domains)
+
+
+def address_locality(address: str, context: TriageContext) -> str:
+    """'internal', 'external' or 'unknown' for a forwarding target. The mailbox's own domain is always the tenant's."""
+    domain = address_domain(address)
+    if not domain:
+        return 'unknown'
+    own_domain = address_domain(context.own_address)
+    if address.lower() == context.own_address.lower() or (own_domain and domain == own_domain):
+        return 'internal'
+    if context.tenant_domains is None:
+        return 'unknown'
+    return 'internal' if in_domains(domain, context.tenant_domains) else 'external'
+
+
+def predicate_texts(conditions: dict) -> list[str]:
+    texts = []
+    for name in TEXT_PREDICATES:
+        value = conditions.get(name)
+        texts += [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return texts
+
+
+def matched_words(pattern: re.Pattern, texts: list[str]) -> list[str]:
+    return list(dict.fromkeys(m.group(1).lower() for text in texts for m in pattern.finditer(text)))
+
+
+def has_no_conditions(conditions: Any) -> bool:
+    if not isinstance(conditions, dict):
+        return True
+    return all(value in (None, False, '', [], {}) for key, value in conditions.items() if not key.startswith('@odata.'))
+
+
+def name_problem(name: Any) -> str:
+    visible = ''.join(c for c in str(name or '') if not unicodedata.category(c).startswith(('Z', 'C')))
+    if not visible:
+        return 'name is empty or invisible'
+    if all(unicodedata.category(c).startswith(('P', 'S')) for c in visible):
+        return f'name is punctuation only ({visible[:20]!r})'
+    if len(set(visible.lower())) == 1:
+        return f'name is one repeated character ({visible[:20]!r})'
+    return ''
+
+
+def matches_everything_trick(conditions: dict) -> str:
+    if any('\x00' in text or '\\u0000' in text.lower() for text in predicate_texts(conditions)):
+        return 'matches every message (a condition contains a NUL character)'
+    size = conditions.get('withinSizeRange')
+    if isinstance(size, dict) and isinstance(size.get('minimumSize'), int) and size['minimumSize'] < MATCH_ALL_SIZE_KB:
+        maximum = size.get('maximumSize')
+        if not isinstance(maximum, int) or maximum == 0 or maximum >= UNBOUNDED_SIZE_KB:
+            return 'matches every message (size range starts below 1 KB)'
+    return ''
+
+
+def folder_label(folder_id: str, folder_names: dict) -> str:
+    name = folder_names.get(folder_id)
+    if name is None:
+        return f'folder {folder_id[:16]}… (name could not be read)'
+    return name or f'a folder that is not a mail folder ({folder_id[:16]}…)'
+
+
+def assess_rule(rule: dict, context: TriageContext) -> RuleAssessment:
+    """The signs of a malicious inbox rule (README "Inbox rule triage"), as short reasons. Pure: no I/O."""
+    actions = rule.get('actions') if isinstance(rule.get('actions'), dict) else {}
+    conditions = rule.get('conditions') if isinstance(rule.get('conditions'), dict) else {}
+    folder_names = context.folder_names or {}
+    reasons: list[str] = []
+    notes: list[str] = []
+    forwards_to: list[str] = []
+    forwards_outside = False
+    for action, verb in FORWARD_ACTIONS:
+        targets = recipient_addresses(actions.get(action))
+        forwards_to += targets
+        outside = [a for a in targets if address_locality(a, context) == 'external']
+        unknown = [a for a in targets if address_locality(a, context) == 'unknown']
+        if outside:
+            forwards_outside = True
+            reasons.append(f"{verb} outside the tenant to {', '.join(outside)}")
+        if unknown:
+            why = context.domains_unknown_why if context.tenant_domains is None else 'not an internet address'
+            notes.append(f"{verb} to {', '.join(unknown)}: external could not be judged ({why})")
+    deletes = bool(actions.get('delete') or actions.get('permanentDelete'))
+    if actions.get('permanentDelete'):
+        reasons.append('permanently deletes mail')
+    elif actions.get('delete'):
+        reasons.append('deletes mail')
+    hiding = []
+    for action, verb in FOLDER_ACTIONS:
+        folder_id = actions.get(action)
+        if isinstance(folder_id, str) and folder_id:
+            name = folder_names.get(folder_id)
+            if name == FOLDER_NOT_A_MAIL_FOLDER or (name and name.strip().lower() in HIDING_FOLDERS):
+                hiding.append(f'{verb} mail to {folder_label(folder_id, folder_names)}')
+            elif name is None:
+                notes.append(f'{verb} mail to {folder_label(folder_id, folder_names)}')
+    if hiding and actions.get('markAsRead'):
+        hiding[-1] += ' and marks it read'
+    reasons += hiding
+    if actions.get('markAsRead') and not hiding and (deletes or forwards_outside):
+        reasons.append('marks mail read')
+    texts = predicate_texts(conditions)
+    security = matched_words(SECURITY_WORD_PATTERN, texts)
+    if security:
+        reasons.append(f"filters on security words ({', '.join(security[:6])})")
+    money = matched_words(MONEY_WORD_PATTERN, texts)
+    if money and (deletes or forwards_outside or hiding):
+        reasons.append(f"filters on money words ({', '.join(money[:6])})")
+    moves = any(actions.get(a) for a, _ in FOLDER_ACTIONS)
+    if has_no_conditions(rule.get('conditions')) and (deletes or moves or forwards_to):
+        reasons.append('applies to every message (no conditions)')
+    for problem in (matches_everything_trick(conditions), name_problem(rule.get('displayName'))):
+        if problem:
+            reasons.append(problem)
+    return RuleAssessment(bool(reasons), reasons, notes, list(dict.fromkeys(forwards_to)))
+
+
+def rule_folder_ids(rules: Iterable[dict]) -> list[str]:
+    ids = []
+    for rule in rules:
+        actions = rule.get('actions') if isinstance(rule.get('actions'), dict) else {}
+        ids += [actions[a] for a, _ in FOLDER_ACTIONS if isinstance(actions.get(a), str) and actions.get(a)]
+    return list(dict.fromkeys(ids))
+
+
+def folder_names_by_id(client: GraphClient, user: str, folder_ids: list[str]) -> dict[str, str]:
+    """Display names of the folders rules move or copy to: each distinct id read once, several in one $batch.
+    A folder Graph does not know as a mail folder maps to ''; one that could not be read is left out."""
+    if not folder_ids:
+        return {}
+    if len(folder_ids) == 1:
+        try:
+            folder = client.get(folder_path(user, folder_ids[0]), params={'$select': 'displayName'})
+            return {folder_ids[0]: str(folder.get('displayName') or '')}
+        except GraphError as exc:
+            return {folder_ids[0]: FOLDER_NOT_A_MAIL_FOLDER} if exc.status in (400, 404) else {}
+    items = [BatchItem(id=str(i), method='GET', url=f'{folder_path(user, fid)}?$select=displayName')
+             for i, fid in enumerate(folder_ids)]
+    answers = client.batch(items)
+    names = {}
+    for item, folder_id in zip(items, folder_ids):
+        answer = answers.get(item.id) or {}
+        status = int(answer.get('status') or 0)
+        body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+        if 200 <= status < 300:
+            names[folder_id] = str(body.get('displayName') or '')
+        elif status in (400, 404):
+            names[folder_id] = FOLDER_NOT_A_MAIL_FOLDER
+    return names
+
+
+def parse_domain_list(value: Any) -> tuple[str, ...]:
+    """The 'Tenant domains' parameter: domains separated by commas, spaces or new lines."""
+    return tuple(d.strip().lower().rstrip('.') for d in re.split(r'[\s,;]+', str(value or '')) if d.strip())
+
+
+DOMAIN_NAME = re.compile(r'^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z0-9-]{2,63}$')
+
+
+def tenant_domains_of(client: GraphClient) -> tuple[Optional[frozenset], str]:
+    """The tenant's own domains: the 'Tenant domains' parameter, else GET /domains (Domain.Read.All).
+    (None, why) when neither is available, so that callers say "could not be judged" instead of guessing."""
+    if client.tenant_domains:
+        bad = [d for d in client.tenant_domains if not DOMAIN_NAME.match(d)]
+        if bad:
+            raise MailError(f"Invalid parameter 'Tenant domains': {bad[0][:100]!r} is not a domain name.")
+        return frozenset(client.tenant_domains), ''
+    try:
+        domains = [d for page in client.pages('domains', params={'$select': 'id,isVerified'})
+                   for d in page.get('value', []) if d.get('isVerified', True) is not False]
+    except GraphError as exc:
+        return None, (f"the tenant's domains could not be read: HTTP {exc.status} {exc.code}; grant Domain.Read.All "
+                      "or list them in the 'Tenant domains' parameter")
+    names = frozenset(str(d.get('id') or '').lower() for d in domains if d.get('id'))
+    return (names, '') if names else (None, 'Graph listed no verified domain for the tenant')
+
+
+def needs_tenant_domains(rules: Iterable[dict], own_address: str) -> bool:
+    """Whether any rule forwards to a domain other than the mailbox's own (only then are the domains read)."""
+    own = address_domain(own_address)
+    return any(address_domain(a) != own or not own
+               for rule in rules for action, _ in FORWARD_ACTIONS
+               for a in recipient_addresses((rule.get('actions') or {}).get(action)
+                                            if isinstance(rule.get('actions'), dict) else None))
+
+
+def triage_context(client: GraphClient, user: str, rules: list[dict],
+                   domains: Optional[tuple[Optional[frozenset], str]] = None) -> TriageContext:
+    """Everything assess_rule needs for one mailbox's rules: at most one domains read and one folder read/batch."""
+    own_address = user if '@' in user else ''
+    if domains is None:
+        domains = tenant_domains_of(client) if needs_tenant_domains(rules, own_address) else (None, 'not needed')
+    return TriageContext(own_address, domains[0], domains[1], folder_names_by_id(client, user, rule_folder_ids(rules)))
+
+
+def describe_rule_actions(actions: dict, folder_names: dict) -> str:
+    parts = []
+    for key, value in actions.items():
+        if key in ('moveToFolder', 'copyToFolder') and isinstance(value, str):
+            name = folder_names.get(value)
+            parts.append(f'{key}: {name}' if name else f'{key}: {value}')
+        elif RULE_ACTION_KINDS.get(key) == 'recipients':
+            parts.append(f"{key}: {', '.join(recipient_addresses(value))}")
+        elif value is True:
+            parts.append(key)
+        elif value not in (None, False, [], ''):
+            parts.append(f'{key}: {markdown_cell(value)}')
+    return ', '.join(parts)
+
+
+def assessed_rule(rule: dict, context: TriageContext) -> dict:
+    """A rule's context: Graph's fields plus the triage (Suspicious, SuspiciousReasons) and folder names."""
+    assessment = assess_rule(rule, context)
+    parsed = {**parse_rule(rule), 'Suspicious': assessment.suspicious, 'SuspiciousReasons': assessment.reasons}
+    if assessment.notes:
+        parsed['TriageNotes'] = assessment.notes
+    actions = rule.get('actions') if isinstance(rule.get('actions'), dict) else {}
+    for action, key in (('moveToFolder', 'MoveToFolderName'), ('copyToFolder', 'CopyToFolderName')):
+        name = (context.folder_names or {}).get(actions.get(action) or '')
+        if name:
+            parsed[key] = name
+    return parsed
+
+
+def rules_entry(rules: list[dict], title: str, context: TriageContext) -> dict:
+    parsed = [assessed_rule(r, context) for r in rules]
+    rows = [{**p, 'actions': describe_rule_actions(p.get('actions') or {}, context.folder_names or {}),
+             'SuspiciousReasons': '; '.join(p['SuspiciousReasons'])} for p in parsed]
+    readable = markdown_table(title, rows, ['displayName', 'isEnabled', 'sequence', 'actions', 'Suspicious',
+                                            'SuspiciousReasons', 'id'])
+    notes = list(dict.fromkeys(n for p in parsed for n in p.get('TriageNotes', [])))
+    suspicious = sum(1 for p in parsed if p['Suspicious'])
+    readable += f'\n**{suspicious} of {len(parsed)} rules look suspicious.** {MAPI_CAVEAT}\n'
+    readable += ''.join(f'\n- {markdown_cell(note)}' for note in notes)
+    return note_entry([without_odata(r) for r in rules], readable, {RULE_CONTEXT_KEY: parsed})
 
 
 def list_rules_command(client: GraphClient, args: dict) -> dict:
@@ -1782,9 +2279,10 @@ def list_rules_command(client: GraphClient, args: dict) -> dict:
     limit = arg_int(args, 'limit', 50)
     try:
         rules = collect(client, rules_path(user), limit)
+        context = triage_context(client, user, rules)
     except GraphError as exc:
         raise describe_graph_error(exc, f'Inbox rules of {user}', 'MailboxSettings.Read') from None
-    return rules_entry(rules, f'Inbox rules of {user}')
+    return rules_entry(rules, f'Inbox rules of {user}', context)
 
 
 def get_rule_command(client: GraphClient, args: dict) -> dict:
@@ -1792,10 +2290,11 @@ def get_rule_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
     rule_id = arg_text(args, 'rule_id', required=True)
     try:
-        rule = client.get(f'{rules_path(user)}/{encode_id(rule_id)}')
+        rule = client.get(rule_path(user, rule_id))
+        context = triage_context(client, user, [rule])
     except GraphError as exc:
         raise describe_graph_error(exc, f'Rule {rule_id} of mailbox {user}', 'MailboxSettings.Read') from None
-    return rules_entry([rule], f'Rule {rule_id} of {user}')
+    return rules_entry([rule], f'Rule {rule_id} of {user}', context)
 
 
 def delete_rule_command(client: GraphClient, args: dict) -> dict:
@@ -1803,10 +2302,131 @@ def delete_rule_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
     rule_id = arg_text(args, 'rule_id', required=True)
     try:
-        client.delete(f'{rules_path(user)}/{encode_id(rule_id)}')
+        client.delete(rule_path(user, rule_id))
     except GraphError as exc:
         raise describe_graph_error(exc, f'Rule {rule_id} of mailbox {user}', 'MailboxSettings.ReadWrite') from None
     return note_entry(f'Rule {rule_id} deleted.', f'Rule {rule_id} was deleted from mailbox {user}.')
+
+
+# ------------------------------------------------------------------ mailbox settings and MailTips
+def short_text(value: Any) -> str:
+    """Readable text of an HTML reply message, cut for a table cell."""
+    text = html_to_text(value) if isinstance(value, str) else ''
+    return text if len(text) <= READABLE_TEXT_MAX_CHARS else text[:READABLE_TEXT_MAX_CHARS] + '…'
+
+
+def get_settings_command(client: GraphClient, args: dict) -> dict:
+    user = mailbox_arg(client, args)
+    try:
+        settings = client.get(f'{user_path(user)}/mailboxSettings')
+    except GraphError as exc:
+        raise describe_graph_error(exc, f'Mailbox settings of {user}', 'MailboxSettings.Read') from None
+    parsed = {'userId': user, **without_odata(settings)}
+    replies = parsed.get('automaticRepliesSetting') if isinstance(parsed.get('automaticRepliesSetting'), dict) else {}
+    language = parsed.get('language') if isinstance(parsed.get('language'), dict) else {}
+    row = {'userId': user, 'timeZone': parsed.get('timeZone'), 'language': language.get('locale'),
+           'userPurpose': parsed.get('userPurpose'), 'dateFormat': parsed.get('dateFormat'),
+           'timeFormat': parsed.get('timeFormat')}
+    reply_row = {'status': replies.get('status'), 'externalAudience': replies.get('externalAudience'),
+                 'start': (replies.get('scheduledStartDateTime') or {}).get('dateTime'),
+                 'end': (replies.get('scheduledEndDateTime') or {}).get('dateTime'),
+                 'internalReplyMessage': short_text(replies.get('internalReplyMessage')),
+                 'externalReplyMessage': short_text(replies.get('externalReplyMessage'))}
+    readable = markdown_table(f'Mailbox settings of {user}', [row], list(row)) + '\n' + \
+        markdown_table('Automatic replies (out of office)', [reply_row] if replies else [], list(reply_row))
+    return note_entry(parsed, readable, {MAILBOX_SETTINGS_CONTEXT_KEY: parsed})
+
+
+def recipient_scope_text(value: Any) -> Any:
+    """recipientScope as Graph documents it (flag names, e.g. 'internal' or 'external, externalPartner'),
+    whether Graph sent the names or the number."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        number = int(value)
+        names = [name for name, bit in RECIPIENT_SCOPE_FLAGS if number & bit]
+        unknown = number & ~sum(bit for _, bit in RECIPIENT_SCOPE_FLAGS)
+        return ', '.join(names + ([str(unknown)] if unknown else [])) or 'none'
+    return ', '.join(part.strip() for part in str(value).split(',') if part.strip())
+
+
+def parse_mailtip(tip: dict, asked: str) -> dict:
+    parsed = without_odata(tip)
+    address = parsed.get('emailAddress') if isinstance(parsed.get('emailAddress'), dict) else {}
+    parsed['emailAddress'] = {**address, 'address': address.get('address') or asked}
+    if 'recipientScope' in parsed:
+        parsed['recipientScope'] = recipient_scope_text(parsed['recipientScope'])
+    parsed['emailAddressValue'] = parsed['emailAddress']['address']
+    return parsed
+
+
+def mailtip_row(tip: dict) -> dict:
+    replies = tip.get('automaticReplies') if isinstance(tip.get('automaticReplies'), dict) else {}
+    error = tip.get('error') if isinstance(tip.get('error'), dict) else {}
+    return {'Address': tip['emailAddressValue'], 'RecipientScope': tip.get('recipientScope'),
+            'AutomaticReply': short_text(replies.get('message')), 'MailboxFull': tip.get('mailboxFull'),
+            'DeliveryRestricted': tip.get('deliveryRestricted'), 'IsModerated': tip.get('isModerated'),
+            'TotalMemberCount': tip.get('totalMemberCount'), 'MaxMessageSize': tip.get('maxMessageSize'),
+            'CustomMailTip': short_text(tip.get('customMailTip')),
+            'Error': f"{error.get('code', '')}: {error.get('message', '')}" if error else ''}
+
+
+def mailtips_addresses(args: dict) -> list[str]:
+    addresses = list(dict.fromkeys(a for a in arg_list(args, 'email_address')))
+    if not addresses:
+        raise MailError("Missing argument 'email_address': give one or more email addresses, comma separated.")
+    for address in addresses:
+        if not EMAIL_ADDRESS.match(address):
+            raise argument_error('email_address', 'email addresses separated by commas', address)
+    if len(addresses) > MAILTIPS_MAX_ADDRESSES:
+        raise argument_error('email_address', f'at most {MAILTIPS_MAX_ADDRESSES} addresses per call', len(addresses))
+    return addresses
+
+
+def mailtips_body(addresses: list[str]) -> dict:
+    return {'EmailAddresses': addresses, 'MailTipsOptions': MAILTIPS_OPTIONS}
+
+
+def mailtips_asking_themselves(client: GraphClient, addresses: list[str]) -> list[dict]:
+    """Without a mailbox to ask from, each address asks about itself (the existing integration's behaviour), all
+    in one $batch; an address Graph refused gets its own error, like a recipient error in MailTips."""
+    items = [BatchItem(id=str(i), method='POST', url=f'{user_path(a)}/getMailTips', body=mailtips_body([a]))
+             for i, a in enumerate(addresses)]
+    answers = client.batch(items)
+    tips = []
+    for item, address in zip(items, addresses):
+        answer = answers.get(item.id) or {}
+        body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+        values = body.get('value') if isinstance(body.get('value'), list) else []
+        if 200 <= int(answer.get('status') or 0) < 300 and values and isinstance(values[0], dict):
+            tips.append(parse_mailtip(values[0], address))
+            continue
+        error = body.get('error') if isinstance(body.get('error'), dict) else {}
+        tips.append(parse_mailtip({'error': {'code': error.get('code') or f"HTTP{answer.get('status')}",
+                                             'message': error.get('message') or batch_failure_text(answer)}}, address))
+    return tips
+
+
+def get_mailtips_command(client: GraphClient, args: dict) -> dict:
+    addresses = mailtips_addresses(args)
+    asker = arg_text(args, 'user_id') or client.default_user
+    if ',' in asker:
+        raise argument_error('user_id', 'one mailbox (the sender that asks)', asker)
+    if not asker:
+        tips = mailtips_asking_themselves(client, addresses)
+    else:
+        try:
+            answer = client.post(f'{user_path(asker)}/getMailTips', mailtips_body(addresses))
+        except GraphError as exc:
+            raise describe_graph_error(exc, f'MailTips asked by {asker}', 'Mail.Read') from None
+        values = answer.get('value') if isinstance(answer.get('value'), list) else []
+        tips = [parse_mailtip(t, a) for t, a in zip(values, addresses) if isinstance(t, dict)]
+    asked_by = asker or 'each address itself'
+    readable = markdown_table(f'MailTips for {len(tips)} recipient(s), asked by {asked_by}',
+                              [mailtip_row(t) for t in tips],
+                              ['Address', 'RecipientScope', 'AutomaticReply', 'MailboxFull', 'DeliveryRestricted',
+                               'IsModerated', 'TotalMemberCount', 'MaxMessageSize', 'CustomMailTip', 'Error'])
+    return note_entry(tips, readable, {MAILTIPS_CONTEXT_KEY: tips})
 
 
 # ================================================================================ COMMANDS: SENDING
@@ -3675,7 +4295,8 @@ def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, de
     tokens = TokenManager(build_token_provider(auth, endpoints, http), auth.fingerprint(endpoints), store, redactor)
     demisto.debug(f'{endpoints.cloud_name} cloud: Graph {endpoints.graph_base}, token authority {endpoints.login_root}, '
                   f'auth mode {auth.mode}')
-    return GraphClient(endpoints, http, tokens, default_user=default_user)
+    return GraphClient(endpoints, http, tokens, default_user=default_user,
+                       tenant_domains=parse_domain_list(params.get('tenant_domains')))
 
 
 COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
@@ -3696,6 +4317,10 @@ COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
     'msgraph-mail-list-rules': list_rules_command,
     'msgraph-mail-get-rule': get_rule_command,
     'msgraph-mail-delete-rule': delete_rule_command,
+    'msgraph-mail-create-rule': create_rule_command,
+    'msgraph-mail-update-rule': update_rule_command,
+    'msgraph-mail-get-settings': get_settings_command,
+    'msgraph-mail-get-mailtips': get_mailtips_command,
     'msgraph-mail-auth-reset': auth_reset_command,
     'send-mail': send_mail_command,
     'msgraph-mail-create-draft': create_draft_command,

@@ -168,3 +168,41 @@ def test_fetch_incidents_is_implemented():
     assert YML['script'].get('isfetch') is True
     assert callable(getattr(mgm, 'fetch_incidents', None)), 'isfetch is true but fetch_incidents is not defined'
 
+
+
+# ---------------------------------------------------------------------------------------------- pack 1.8
+# tests/data/anchor_contract_1_8.json: the four commands the existing integration added in pack 1.8
+# (anchor-xsoar-1.8.md). Playbooks written since then call them with these arguments and read these paths.
+with open(os.path.join(ROOT_DIR, 'tests', 'data', 'anchor_contract_1_8.json'), encoding='utf-8') as _handle:
+    CONTRACT_1_8 = json.load(_handle)['commands']
+
+ARGS_1_8 = [(command, arg) for command in sorted(CONTRACT_1_8) for arg in CONTRACT_1_8[command]['args']]
+OUTPUTS_1_8 = [(command, path) for command in sorted(CONTRACT_1_8) for path in CONTRACT_1_8[command]['outputs']]
+
+
+def test_contract_1_8_names_the_four_commands():
+    assert sorted(CONTRACT_1_8) == ['msgraph-mail-create-rule', 'msgraph-mail-get-mailtips',
+                                    'msgraph-mail-get-settings', 'msgraph-mail-update-rule']
+
+
+@pytest.mark.parametrize('command', sorted(CONTRACT_1_8))
+def test_1_8_command_is_offered_and_dispatched(command):
+    assert command in YML_COMMANDS and command in mgm.COMMANDS
+
+
+@pytest.mark.parametrize('command, arg', ARGS_1_8, ids=[arg_id(p) for p in ARGS_1_8])
+def test_1_8_argument_keeps_its_contract(command, arg):
+    expected = CONTRACT_1_8[command]['args'][arg]
+    actual = yml_arg(command, arg)
+    assert normalized_default(actual.get('defaultValue')) == expected['default']
+    assert bool(actual.get('isArray')) == expected['isArray']
+    if not expected['required']:
+        assert not actual.get('required'), 'playbooks that omit it would break'
+    if expected['predefined']:
+        assert set(expected['predefined']) <= set(actual.get('predefined') or [])
+
+
+@pytest.mark.parametrize('command, path', OUTPUTS_1_8, ids=[arg_id(p) for p in OUTPUTS_1_8])
+def test_1_8_output_is_kept(command, path):
+    outputs = {o['contextPath'] for o in YML_COMMANDS[command].get('outputs') or []}
+    assert path in outputs

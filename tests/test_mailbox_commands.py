@@ -167,10 +167,12 @@ CASES = [
          {'status_code': 201, 'json': load_json('mailbox/message_moved.json')}, (MSG_ID, ANALYST), 'Mail.ReadWrite'),
     Case('msgraph-mail-delete-email', mgm.delete_email_command, {'user_id': ANALYST, 'message_id': MSG_ID},
          'DELETE', f'{ABASE}/messages/{seg(MSG_ID)}', {'status_code': 204}, (MSG_ID, ANALYST), 'Mail.ReadWrite'),
+    # A rule that neither forwards nor moves needs no domain or folder lookup for its triage: one request.
     Case('msgraph-mail-list-rules', mgm.list_rules_command, {'user_id': ANALYST},
-         'GET', f'{ABASE}/mailFolders/inbox/messageRules', {'json': RULES}, (ANALYST,), 'MailboxSettings.Read'),
+         'GET', f'{ABASE}/mailFolders/inbox/messageRules', {'json': {**RULES, 'value': RULES['value'][:1]}},
+         (ANALYST,), 'MailboxSettings.Read'),
     Case('msgraph-mail-get-rule', mgm.get_rule_command, {'user_id': ANALYST, 'rule_id': RULE_ID},
-         'GET', f'{ABASE}/mailFolders/inbox/messageRules/{seg(RULE_ID)}', {'json': load_json('mailbox/message_rule.json')},
+         'GET', f'{ABASE}/mailFolders/inbox/messageRules/{seg(RULE_ID)}', {'json': {**RULES['value'][0], 'id': RULE_ID}},
          (RULE_ID, ANALYST), 'MailboxSettings.Read'),
     Case('msgraph-mail-delete-rule', mgm.delete_rule_command, {'user_id': ANALYST, 'rule_id': RULE_ID},
          'DELETE', f'{ABASE}/mailFolders/inbox/messageRules/{seg(RULE_ID)}', {'status_code': 204},
@@ -1092,24 +1094,37 @@ def test_update_email_status_throttled_batch_call_is_retried(client, requests_mo
 
 
 # =============================================================================================== RULES
+def mock_rule_triage(requests_mock, user: str = USER) -> None:
+    """The tenant's domains and the folder the forwarding rule of the fixture moves mail to."""
+    requests_mock.get(f'{GRAPH}/domains', json={'value': [{'id': 'contoso.com', 'isVerified': True}]})
+    folder_id = RULES['value'][1]['actions']['moveToFolder']
+    requests_mock.get(f'{GRAPH}/users/{user}/mailFolders/{seg(folder_id)}', json={'id': folder_id, 'displayName': 'RSS Feeds'})
+
+
 def test_list_rules(client, requests_mock):
     requests_mock.get(f'{BASE}/mailFolders/inbox/messageRules', json=RULES)
+    mock_rule_triage(requests_mock)
     entry = mgm.list_rules_command(client, {})
     assert qs(requests_mock.request_history[0]) == {'$top': '50'}
     rules = context_of(entry, 'MSGraphMail.Rule')
     assert [r['id'] for r in rules] == ['AQAAAJ5dZqA=', RULE_ID]
     assert rules[1]['actions']['forwardTo'][0]['emailAddress']['address'] == 'collector@exfil.example'
     assert rules[1]['exceptions'] == RULES['value'][1]['exceptions']
-    assert set(rules[0]) == {'id', 'displayName', 'sequence', 'isEnabled', 'hasError', 'isReadOnly', 'conditions', 'actions'}
+    assert set(rules[0]) == {'id', 'displayName', 'sequence', 'isEnabled', 'hasError', 'isReadOnly', 'conditions', 'actions',
+                             'Suspicious', 'SuspiciousReasons'}
+    assert rules[0]['Suspicious'] is False and rules[1]['Suspicious'] is True
+    assert rules[1]['MoveToFolderName'] == 'RSS Feeds'
     rows = table_rows(entry['HumanReadable'])
     assert len(rows) == 4
     assert 'zz \\| hide replies from finance' in entry['HumanReadable']
-    assert 'forwardTo' in rows[3]
-    assert yml_outputs('msgraph-mail-list-rules') - context_paths(entry['EntryContext']) == set()
+    assert 'forwardTo: collector@exfil.example' in rows[3] and 'moveToFolder: RSS Feeds' in rows[3]
+    assert yml_outputs('msgraph-mail-list-rules') - context_paths(entry['EntryContext']) == \
+        {'MSGraphMail.Rule.TriageNotes', 'MSGraphMail.Rule.CopyToFolderName'}
 
 
 def test_list_rules_limit(client, requests_mock):
     requests_mock.get(f'{BASE}/mailFolders/inbox/messageRules', json=RULES)
+    mock_rule_triage(requests_mock)
     entry = mgm.list_rules_command(client, {'limit': '1'})
     assert qs(requests_mock.request_history[0]) == {'$top': '1'}
     assert len(context_of(entry, 'MSGraphMail.Rule')) == 1
@@ -1118,6 +1133,7 @@ def test_list_rules_limit(client, requests_mock):
 def test_get_rule(client, requests_mock):
     url = f'{BASE}/mailFolders/inbox/messageRules/{seg(RULE_ID)}'
     requests_mock.get(url, json=load_json('mailbox/message_rule.json'))
+    mock_rule_triage(requests_mock)
     entry = mgm.get_rule_command(client, {'rule_id': RULE_ID})
     assert requests_mock.request_history[0].url == url
     rule = context_of(entry, 'MSGraphMail.Rule')[0]
