@@ -31,6 +31,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "sandbox.graph_send",
     "sandbox.graph_ids",
     "sandbox.tenant",
+    "sandbox.graph_rules",
 )
 
 # Fixed, obviously fake credentials (key material is generated per start).

@@ -1,4 +1,5 @@
-"""Seed data: three mailboxes of contoso.com with a realistic mix of benign and phishing mail.
+"""Seed data: three mailboxes of contoso.com with a realistic mix of benign and phishing mail (seed_rules.py adds
+two more with inbox rules for triage, and bob's out-of-office settings).
 
 Timestamps are relative to the moment of seeding, so "the last N days" queries
 find them.  Everything else (ids included, given the store's RNG seed) is
@@ -10,6 +11,7 @@ import base64
 import datetime as dt
 from dataclasses import dataclass
 
+from . import seed_rules
 from .content import simple_docx, simple_pdf, tiny_png
 from .core import utc_now
 from .factory import add_message
@@ -69,7 +71,7 @@ def populate(store: MailStore, now: dt.datetime | None = None) -> list[Mailbox]:
     _seed_alice(store, alice, now)
     _seed_bob(store, bob, now)
     _seed_soc(store, soc, now)
-    return mailboxes
+    return mailboxes + seed_rules.populate(store)
 
 
 def _at(now: dt.datetime, hours: float) -> str:
@@ -221,7 +223,8 @@ def _seed_alice(store: MailStore, alice: Mailbox, now: dt.datetime) -> None:
         {"id": store.ids.short_id(), "displayName": "Move newsletters", "sequence": 2, "isEnabled": True,
          "hasError": False, "isReadOnly": False,
          "conditions": {"senderContains": ["newsletter"]},
-         "actions": {"moveToFolder": archive_id, "stopProcessingRules": False},
+         "actions": {"moveToFolder": store.create_folder(alice, store.folder(alice, "inbox"), "Newsletters").id,
+                     "stopProcessingRules": False},
          "exceptions": {"subjectContains": ["urgent"]}},
     ])
 

@@ -181,6 +181,7 @@ class Mailbox:
     index: dict[str, Message] = field(default_factory=dict)  # rest id and immutable id -> message
     rules: list[dict] = field(default_factory=list)
     mail_enabled: bool = True  # False: a directory user without a mailbox (sandbox/tenant.py)
+    settings: dict = field(default_factory=dict)  # mailboxSettings overrides (graph_rules.py)
 
     @property
     def root(self) -> Folder:

@@ -638,7 +638,7 @@ def test_cli_ready_line_and_sigterm(tmp_path):
             assert len(base64.b64decode(info["oproxy"]["key"])) == 32
             assert info["oproxy"]["token_url"] == info["base_url"] + "/oproxy/obtain-token"
             assert "user_assigned_client_id" in info["managed_identity"]
-            assert info["mailboxes"] == [ALICE, BOB, SOC]
+            assert info["mailboxes"][:3] == [ALICE, BOB, SOC]
             with verified_session(info["ca_path"]) as session:
                 discovery = session.get(f"{info['authority']}/v2.0/.well-known/openid-configuration")
                 assert discovery.status_code == 200
