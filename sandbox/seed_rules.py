@@ -11,6 +11,7 @@ bob@contoso.com is out of office (scheduled automatic replies), which MailTips a
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from .core import utc_now
 from .store import Mailbox, MailStore
@@ -114,3 +115,27 @@ def _seed_erin(store: MailStore, erin: Mailbox) -> None:
         ("Mark CCs read", {"sentCcMe": True}, {"markAsRead": True}),
     ]
     erin.rules.extend(_rule(store, name, i + 1, conditions, actions) for i, (name, conditions, actions) in enumerate(rules))
+
+
+HUNT_DROP = "payroll.copy@protonmail-drop.net"
+
+
+def plant_rules(store: MailStore, mailboxes: list[Mailbox], benign_share: float = 0.5, malicious_share: float = 0.02,
+                seed: int = 11) -> dict:
+    """Adds inbox rules to many mailboxes (benchmarks, hunt tests): a benign filing rule in `benign_share` of them, and
+    in `malicious_share` of them a rule forwarding payroll mail to the same outside address and marking it read.
+    Returns {"benign": [upn...], "malicious": [upn...], "drop": address}."""
+    chooser = random.Random(seed)
+    planted: dict = {"benign": [], "malicious": [], "drop": HUNT_DROP}
+    with store.lock:
+        for mailbox in mailboxes:
+            if chooser.random() < benign_share:
+                folder = store.create_folder(mailbox, store.folder(mailbox, "inbox"), "Receipts")
+                mailbox.rules.append(_rule(store, "Receipts", len(mailbox.rules) + 1, {"subjectContains": ["receipt"]},
+                                           {"moveToFolder": folder.id, "stopProcessingRules": True}))
+                planted["benign"].append(mailbox.upn)
+            if chooser.random() < malicious_share:
+                mailbox.rules.append(_rule(store, ".", len(mailbox.rules) + 1, {"bodyOrSubjectContains": ["payroll"]},
+                                           {"forwardTo": _to(HUNT_DROP), "markAsRead": True}))
+                planted["malicious"].append(mailbox.upn)
+    return planted
