@@ -2172,6 +2172,8 @@ def folder_names_by_id(client: GraphClient, user: str, folder_ids: list[str]) ->
             return {folder_ids[0]: str(folder.get('displayName') or '')}
         except GraphError as exc:
             return {folder_ids[0]: FOLDER_NOT_A_MAIL_FOLDER} if exc.status in (400, 404) else {}
+        except (ThrottledError, TransportError):
+            return {}   # the rules were read: their triage notes the folder as unread rather than failing
     items = [BatchItem(id=str(i), method='GET', url=f'{folder_path(user, fid)}?$select=displayName')
              for i, fid in enumerate(folder_ids)]
     answers = client.batch(items)
@@ -2209,6 +2211,8 @@ def tenant_domains_of(client: GraphClient) -> tuple[Optional[frozenset], str]:
     except GraphError as exc:
         return None, (f"the tenant's domains could not be read: HTTP {exc.status} {exc.code}; grant Domain.Read.All "
                       "or list them in the 'Tenant domains' parameter")
+    except (ThrottledError, TransportError) as exc:
+        return None, f"the tenant's domains could not be read ({exc})"
     names = frozenset(str(d.get('id') or '').lower() for d in domains if d.get('id'))
     return (names, '') if names else (None, 'Graph listed no verified domain for the tenant')
 

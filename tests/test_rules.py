@@ -485,3 +485,17 @@ def test_mailtips_403_names_the_permission(client, requests_mock):
     requests_mock.post(f'{BASE}/getMailTips', **graph_error(403, 'ErrorAccessDenied'))
     with pytest.raises(mgm.MailError, match='Mail.Read'):
         mgm.get_mailtips_command(client, {'user_id': ANALYST, 'email_address': 'bob@contoso.com'})
+
+
+def test_throttled_domains_and_folder_reads_leave_notes_not_a_failed_command(client, requests_mock, sleeps):
+    requests_mock.get(RULES_URL, json={'value': [{**FORWARDING_RULE, 'actions': {'forwardTo': to('x@evil.example'),
+                                                                              'moveToFolder': 'F1'}}]})
+    throttled = {'status_code': 429, 'headers': {'Retry-After': '100'},
+                 'json': {'error': {'code': 'ApplicationThrottled', 'message': 'x'}}}
+    requests_mock.get(f'{GRAPH}/domains', **throttled)
+    requests_mock.get(f'{BASE}/mailFolders/F1', **throttled)
+    rule = mgm.list_rules_command(client, {'user_id': ANALYST})['EntryContext'][RULE_KEY][0]
+    assert rule['SuspiciousReasons'] == ['applies to every message (no conditions)']
+    assert rule['TriageNotes'][0].startswith("forwards to x@evil.example: external could not be judged (the tenant's "
+                                             'domains could not be read (Microsoft Graph is throttling')
+    assert rule['TriageNotes'][1] == 'moves mail to folder F1… (name could not be read)'
