@@ -174,7 +174,9 @@ def test_usgov_taking_over_the_existing_integrations_fetch_does_not_ask_for_id_t
 # ================================================================================ 21Vianet
 @pytest.mark.parametrize('command, args', [('msgraph-mail-list-rules', {}),
                                            ('msgraph-mail-get-rule', {'rule_id': 'AQAAAJ5dZqA='}),
-                                           ('msgraph-mail-delete-rule', {'rule_id': 'AQAAAJ5dZqA='})])
+                                           ('msgraph-mail-delete-rule', {'rule_id': 'AQAAAJ5dZqA='}),
+                                           ('msgraph-mail-create-rule', {'display_name': 'x', 'actions': '{"delete": true}'}),
+                                           ('msgraph-mail-update-rule', {'rule_id': 'AQAAAJ5dZqA=', 'is_enabled': 'false'})])
 def test_china_rules_commands_say_not_available_before_any_request(cn, china, command, args):
     message = error_text(cn.run(command, user_id=ALICE, **args))
     assert f'not available in the {CHINA} cloud' in message and 'PowerShell' in message
@@ -225,3 +227,12 @@ def test_china_reply_with_a_large_attachment_uses_a_bare_draft_and_an_upload_ses
     assert attachment['size'] == 5 * MiB
     assert sha256(download(cn, ALICE, reply['id'], attachment['id'])) == sha256(big)
     assert 'POST /v1.0/users/{user}/messages/{message}/attachments/createUploadSession' in writes(china)
+
+
+def test_china_mailbox_settings_and_mailtips_work(cn, china):
+    """21Vianet's Graph has mailboxSettings and getMailTips (only messageRules is missing)."""
+    entry = cn.run('msgraph-mail-get-settings', user_id='bob@contoso.com').entries[0]
+    assert entry['EntryContext']['MSGraphMail.MailboxSettings(val.userId === obj.userId)']['userId'] == 'bob@contoso.com'
+    tips = cn.run('msgraph-mail-get-mailtips', user_id=ALICE, email_address='bob@contoso.com').entries[0]
+    assert tips['EntryContext']['MSGraphMail.MailTips(val.emailAddress.address === obj.emailAddress.address)'][0][
+        'recipientScope'] == 'internal'
