@@ -2060,7 +2060,7 @@ def predicate_texts(conditions: dict) -> list[str]:
 
 
 def matched_words(pattern: re.Pattern, texts: list[str]) -> list[str]:
-    return list(dict.fromkeys(m.group(1).lower() for text in texts for m in pattern.finditer(text)))
+    return list(dict.fromkeys(m.group(1).lower()[:40] for text in texts for m in pattern.finditer(text)))
 
 
 def has_no_conditions(conditions: Any) -> bool:
