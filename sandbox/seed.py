@@ -60,6 +60,10 @@ def _html(*paragraphs: str) -> str:
             f'<body><div dir="ltr">{inner}</div></body></html>')
 
 
+# Every seeded mailbox, in the order of store.mailboxes() (tests that count users start from these).
+SEED_UPNS = (*(p.upn for p in PEOPLE), *seed_rules.UPNS)
+
+
 def populate(store: MailStore, now: dt.datetime | None = None) -> list[Mailbox]:
     """Create the seed mailboxes in an empty store."""
     now = now or utc_now()

@@ -20,6 +20,7 @@ from .store import Mailbox, MailStore
 DANA = ("dana@contoso.com", "Dana Kim", "Dana", "Kim", "Accounts Payable Specialist",
         "4b2e8d6f-0a3c-4e7b-9d15-6c8f2a1e3b57")
 ERIN = ("erin@contoso.com", "Erin Lopez", "Erin", "Lopez", "Office Manager", "8d1f3a5c-7e9b-4c2d-a6f8-1b3e5d7c9a02")
+UPNS = (DANA[0], ERIN[0])
 # The address alice's rule forwards to as well: a tenant-wide hunt sees it in two mailboxes.
 SHARED_DROP = "fin.archive@protonmail-drop.net"
 # A folder id of dana's mailbox that is no mail folder (rules can target Calendar or Notes items folders).

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sandbox import Sandbox
+from sandbox.seed import SEED_UPNS
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE, BOB, SOC = "alice@contoso.com", "bob@contoso.com", "soc@contoso.com"
@@ -638,7 +639,7 @@ def test_cli_ready_line_and_sigterm(tmp_path):
             assert len(base64.b64decode(info["oproxy"]["key"])) == 32
             assert info["oproxy"]["token_url"] == info["base_url"] + "/oproxy/obtain-token"
             assert "user_assigned_client_id" in info["managed_identity"]
-            assert info["mailboxes"][:3] == [ALICE, BOB, SOC]
+            assert info["mailboxes"] == [*SEED_UPNS] and info["mailboxes"][:3] == [ALICE, BOB, SOC]
             with verified_session(info["ca_path"]) as session:
                 discovery = session.get(f"{info['authority']}/v2.0/.well-known/openid-configuration")
                 assert discovery.status_code == 200
