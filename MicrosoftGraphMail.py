@@ -4289,6 +4289,197 @@ def undo_remediation_command(client: GraphClient, args: dict) -> list[dict]:
     return remediation_entries(state, search, args)
 
 
+# ================================================================================ RULE HUNT
+# msgraph-mail-hunt-rules: the inbox rule triage (COMMANDS: RULES) across many mailboxes, on the multi-mailbox
+# engine. Per mailbox: its rules (paged), then each distinct folder its rules move or copy to, all packed into the
+# engine's $batch calls together with other mailboxes' requests; the tenant's domains are read once per hunt.
+# Only suspicious rules are kept (compressed, capped) with the job, plus the forwarding addresses not judged internal
+# and the mailboxes that use them, so that an address set in several mailboxes stands out.
+RULE_HUNT_CONTEXT_KEY = 'MSGraphMail.RuleHunt(val.ID && val.ID === obj.ID)'
+RULE_HUNT_KIND = 'rulehunt'
+RULE_HUNT_MAX_FINDINGS = 5000
+RULE_HUNT_FINDINGS_IN_CONTEXT = 1000
+RULE_HUNT_FINDINGS_IN_TABLE = 50
+RULE_HUNT_ADDRESSES_KEPT = 5000
+RULE_HUNT_MAILBOXES_PER_ADDRESS = 50
+RULE_HUNT_PAGE_SIZE = 100
+FINDING_COLUMNS = ['Mailbox', 'DisplayName', 'IsEnabled', 'Reasons', 'ForwardsTo', 'RuleID']
+
+
+def finding_row(mailbox: str, rule: dict, assessment: RuleAssessment) -> list:
+    return [mailbox, str(rule.get('id') or ''), str(rule.get('displayName') or ''), bool(rule.get('isEnabled')),
+            assessment.reasons, assessment.forwards_to, assessment.notes]
+
+
+def note_forwarding(forwards: dict, mailbox: str, addresses: Iterable[str]) -> None:
+    """Remembers which mailboxes forward to each address (bounded: addresses and mailboxes per address)."""
+    for address in addresses:
+        key = address.lower()
+        if key not in forwards and len(forwards) >= RULE_HUNT_ADDRESSES_KEPT:
+            continue
+        entry = forwards.setdefault(key, {'count': 0, 'mailboxes': []})
+        if mailbox not in entry['mailboxes']:
+            entry['count'] += 1
+            if len(entry['mailboxes']) < RULE_HUNT_MAILBOXES_PER_ADDRESS:
+                entry['mailboxes'].append(mailbox)
+
+
+def shared_forwarding(forwards: dict) -> list[dict]:
+    shared = [{'Address': address, 'MailboxCount': entry['count'], 'Mailboxes': entry['mailboxes']}
+              for address, entry in forwards.items() if entry['count'] > 1]
+    return sorted(shared, key=lambda s: (-s['MailboxCount'], s['Address']))
+
+
+def finding_context(row: list, shared: dict) -> dict:
+    reasons = list(row[4])
+    for address in row[5]:
+        if address.lower() in shared:
+            reasons.append(f'forwards to {address}, which {shared[address.lower()]} mailboxes forward to')
+    finding = {'Mailbox': row[0], 'RuleID': row[1], 'DisplayName': row[2], 'IsEnabled': row[3], 'Reasons': reasons,
+               'ForwardsTo': row[5]}
+    if row[6]:
+        finding['Notes'] = row[6]
+    return finding
+
+
+def finding_csv_row(row: list, shared: dict) -> dict:
+    finding = finding_context(row, shared)
+    return {**finding, 'Reasons': '; '.join(finding['Reasons']), 'ForwardsTo': ', '.join(finding['ForwardsTo'])}
+
+
+def hunt_domains(client: GraphClient, state: dict) -> tuple[Optional[frozenset], str]:
+    """The tenant's domains, read once per hunt and kept with it."""
+    if 'domains' not in state:
+        domains, why = tenant_domains_of(client)
+        state['domains'] = sorted(domains) if domains is not None else None
+        state['domains_why'] = why
+    return (frozenset(state['domains']) if state['domains'] is not None else None), state.get('domains_why', '')
+
+
+def run_rule_hunt(client: GraphClient, state: dict, limits: EngineLimits) -> None:
+    """One run of a rule hunt: the next mailboxes' rules, judged as list-rules judges them."""
+    job = EngineJob.from_state(state['engine'])
+    findings: list = unpack_rows(state.get('findings', ''))
+    forwards: dict = state.setdefault('forwards', {})
+    domains, domains_why = hunt_domains(client, state)
+    open_mailboxes: dict[str, dict] = {}   # mailbox id -> {'rules': [...], 'names': {...}, 'waiting': n}
+
+    def requests_for(mailbox: MailboxRef) -> list[MailboxRequest]:
+        open_mailboxes[mailbox.id] = {'rules': [], 'names': {}, 'waiting': 0}
+        return [MailboxRequest('GET', f'{rules_path(mailbox.id)}?$top={RULE_HUNT_PAGE_SIZE}', tag='rules')]
+
+    def assess_mailbox(mailbox: MailboxRef) -> None:
+        gathered = open_mailboxes.pop(mailbox.id)
+        own = mailbox.name if '@' in mailbox.name else ''
+        context = TriageContext(own, domains, domains_why, gathered['names'])
+        state['rules_checked'] = state.get('rules_checked', 0) + len(gathered['rules'])
+        for rule in gathered['rules']:
+            assessment = assess_rule(rule, context)
+            note_forwarding(forwards, mailbox.name,
+                            [a for a in assessment.forwards_to if address_locality(a, context) != 'internal'])
+            if assessment.suspicious:
+                if len(findings) >= RULE_HUNT_MAX_FINDINGS:
+                    state['findings_dropped'] = state.get('findings_dropped', 0) + 1
+                    continue
+                findings.append(finding_row(mailbox.name, rule, assessment))
+
+    def on_answer(mailbox: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
+        gathered = open_mailboxes[mailbox.id]
+        body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+        if request.tag == 'rules':
+            gathered['rules'] += [r for r in body.get('value') or [] if isinstance(r, dict)]
+            link = relative_graph_link(client, body.get('@odata.nextLink'))
+            if link:
+                return [MailboxRequest('GET', link, tag='rules')]
+            folder_ids = rule_folder_ids(gathered['rules'])
+            if not folder_ids:
+                assess_mailbox(mailbox)
+                return []
+            gathered['waiting'] = len(folder_ids)
+            return [MailboxRequest('GET', f'{folder_path(mailbox.id, fid)}?$select=displayName', tag=('folder', fid),
+                                   handles_errors=True) for fid in folder_ids]
+        status = int(answer.get('status') or 0)
+        if 200 <= status < 300:
+            gathered['names'][request.tag[1]] = str(body.get('displayName') or '')
+        elif status in (400, 404):
+            gathered['names'][request.tag[1]] = FOLDER_NOT_A_MAIL_FOLDER
+        gathered['waiting'] -= 1
+        if not gathered['waiting']:
+            assess_mailbox(mailbox)
+        return []
+
+    mailbox_list = None
+    if job.scope_kind == 'mailboxes':
+        mailbox_list = [MailboxRef(m, m) for m in job.scope_value.split(',') if m]
+    run_mailbox_job(client, job, requests_for, on_answer, 'MailboxSettings.Read', limits, mailbox_list)
+    state['engine'] = job.to_state()
+    state['findings'] = pack_rows(findings)
+    state['findings_count'] = len(findings)
+    state['status'] = 'Completed' if job.done else 'InProgress'
+
+
+def rule_hunt_context(state: dict, rows: list) -> dict:
+    job = EngineJob.from_state(state['engine'])
+    shared = shared_forwarding(state.get('forwards') or {})
+    counts = {s['Address']: s['MailboxCount'] for s in shared}
+    return {'ID': state['id'], 'Status': state['status'],
+            'MailboxesTotal': job.taken if job.discovered_all else None,
+            'MailboxesSearched': job.searched, 'MailboxesWithoutMailbox': job.without_mailbox,
+            'MailboxesFailedCount': job.failed_count, 'MailboxesFailed': job.failed,
+            'RulesChecked': state.get('rules_checked', 0), 'FindingsCount': len(rows) + state.get('findings_dropped', 0),
+            'Findings': [finding_context(r, counts) for r in rows[:RULE_HUNT_FINDINGS_IN_CONTEXT]],
+            'SharedForwardingAddresses': shared}
+
+
+def rule_hunt_entries(state: dict, args: dict) -> list[dict]:
+    rows = unpack_rows(state.get('findings', ''))
+    context = rule_hunt_context(state, rows)
+    total = f" of {context['MailboxesTotal']}" if context['MailboxesTotal'] is not None else ' so far'
+    readable = (f"### Inbox rule hunt {context['ID']}: {context['Status']}\n"
+                f"Mailboxes searched: {context['MailboxesSearched']}{total}; without a mailbox: "
+                f"{context['MailboxesWithoutMailbox']}; failed: {context['MailboxesFailedCount']}; rules checked: "
+                f"{context['RulesChecked']}; suspicious rules: {context['FindingsCount']}.\n\n")
+    title = f'Suspicious rules (first {RULE_HUNT_FINDINGS_IN_TABLE})' if len(rows) > RULE_HUNT_FINDINGS_IN_TABLE \
+        else 'Suspicious rules'
+    table_rows = [{**f, 'Reasons': '; '.join(f['Reasons'])} for f in context['Findings'][:RULE_HUNT_FINDINGS_IN_TABLE]]
+    readable += markdown_table(title, table_rows, FINDING_COLUMNS)
+    if context['SharedForwardingAddresses']:
+        readable += '\n' + markdown_table('Forwarding addresses set in more than one mailbox',
+                                          context['SharedForwardingAddresses'], ['Address', 'MailboxCount', 'Mailboxes'])
+    if context['MailboxesFailed']:
+        readable += '\n' + markdown_table('Mailboxes that failed', context['MailboxesFailed'], ['Mailbox', 'Error'])
+    if state.get('domains') is None:
+        readable += f"\nForwarding to other domains was not judged: {markdown_cell(state.get('domains_why'))}.\n"
+    readable += f'\n{MAPI_CAVEAT}\n'
+    entry = note_entry(context, readable, {RULE_HUNT_CONTEXT_KEY: context})
+    entries = [entry]
+    if state['status'] == 'InProgress':
+        entry.update(polling_entry_keys('msgraph-mail-hunt-rules', {
+            'hunt_id': state['id'], 'mailboxes_per_run': args.get('mailboxes_per_run') or str(ENGINE_MAILBOXES_PER_RUN)}))
+    elif len(rows) > RULE_HUNT_FINDINGS_IN_TABLE:
+        shared = {s['Address']: s['MailboxCount'] for s in context['SharedForwardingAddresses']}
+        entries.append(csv_file_entry(f"{state['id']}.csv", FINDING_COLUMNS, (finding_csv_row(r, shared) for r in rows)))
+    return entries
+
+
+def hunt_rules_command(client: GraphClient, args: dict) -> list[dict]:
+    require_inbox_rules(client)
+    hunt_id = arg_text(args, 'hunt_id')
+    if hunt_id:
+        state = load_campaign_job(hunt_id)
+        if not state or state.get('kind') != RULE_HUNT_KIND:
+            raise argument_error('hunt_id', 'the ID of a rule hunt this instance started', hunt_id)
+    else:
+        scope = mailbox_scope_from_args(args)
+        hunt_id = new_job_id(RULE_HUNT_KIND)
+        state = {'kind': RULE_HUNT_KIND, 'id': hunt_id, 'status': 'InProgress', 'created': format_time(utc_now()),
+                 'engine': EngineJob.start(hunt_id, scope).to_state()}
+    if state['status'] == 'InProgress':
+        run_rule_hunt(client, state, engine_limits(args))
+        save_campaign_job(hunt_id, state)
+    return rule_hunt_entries(state, args)
+
+
 # ================================================================================ MAIN
 def build_client(params: dict, redactor: SecretRedactor, store: ContextStore, default_user: str) -> GraphClient:
     endpoints = resolve_endpoints(params.get('url') or '', params.get('azure_ad_endpoint') or '',
@@ -4325,6 +4516,7 @@ COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
     'msgraph-mail-update-rule': update_rule_command,
     'msgraph-mail-get-settings': get_settings_command,
     'msgraph-mail-get-mailtips': get_mailtips_command,
+    'msgraph-mail-hunt-rules': hunt_rules_command,
     'msgraph-mail-auth-reset': auth_reset_command,
     'send-mail': send_mail_command,
     'msgraph-mail-create-draft': create_draft_command,
