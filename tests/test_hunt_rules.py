@@ -1,0 +1,66 @@
+"""Unit tests for msgraph-mail-hunt-rules' own parts: scope checks, the 21Vianet refusal, the bounded memory of
+forwarding addresses and how findings are shown. The hunt itself runs end to end in test_e2e_hunt_rules.py."""
+import pytest
+
+import MicrosoftGraphMail as mgm
+
+
+@pytest.mark.parametrize('args, words', [
+    ({}, ['exactly one scope']),
+    ({'mailboxes': 'a@contoso.com', 'group_id': '0c7e4f2a-9d1b-4a6e-8f35-b2c1d0e9a876'}, ['exactly one scope']),
+    ({'group_id': 'staff'}, ["'group_id'", 'GUID']),
+    ({'mailboxes': 'a@contoso.com,b/../c'}, ["'mailboxes'"]),
+    ({'all_mailboxes': 'perhaps'}, ["'all_mailboxes'"]),
+    ({'all_mailboxes': 'true', 'mailboxes_per_run': '0'}, ["'mailboxes_per_run'"]),
+])
+def test_bad_scope_is_refused_before_any_request(client, requests_mock, args, words, monkeypatch):
+    monkeypatch.setattr(mgm, 'save_campaign_job', lambda *a: pytest.fail('nothing may be saved'))
+    with pytest.raises(mgm.MailError) as raised:
+        mgm.hunt_rules_command(client, args)
+    for word in words:
+        assert word in str(raised.value)
+    assert requests_mock.call_count == 0
+
+
+def test_unknown_hunt_id_is_refused(client, requests_mock, monkeypatch):
+    monkeypatch.setattr(mgm, 'load_campaign_job', lambda job_id: {'kind': 'search', 'id': job_id})
+    with pytest.raises(mgm.MailError, match="'hunt_id'"):
+        mgm.hunt_rules_command(client, {'hunt_id': 'search-1'})
+    assert requests_mock.call_count == 0
+
+
+def test_hunt_is_refused_in_21vianet(make_client, requests_mock):
+    with pytest.raises(mgm.MailError, match='21Vianet'):
+        mgm.hunt_rules_command(make_client(server_url='https://microsoftgraph.chinacloudapi.cn'), {'all_mailboxes': 'true'})
+    assert requests_mock.call_count == 0
+
+
+def test_forwarding_memory_is_bounded_and_counts_each_mailbox_once(monkeypatch):
+    monkeypatch.setattr(mgm, 'RULE_HUNT_ADDRESSES_KEPT', 2)
+    monkeypatch.setattr(mgm, 'RULE_HUNT_MAILBOXES_PER_ADDRESS', 2)
+    forwards: dict = {}
+    for mailbox in ('a@x', 'b@x', 'c@x', 'a@x'):
+        mgm.note_forwarding(forwards, mailbox, ['Drop@Evil.example'])
+    mgm.note_forwarding(forwards, 'a@x', ['other@evil.example', 'third@evil.example'])
+    assert forwards == {'drop@evil.example': {'count': 3, 'mailboxes': ['a@x', 'b@x']},
+                        'other@evil.example': {'count': 1, 'mailboxes': ['a@x']}}
+    assert mgm.shared_forwarding(forwards) == [{'Address': 'drop@evil.example', 'MailboxCount': 3, 'Mailboxes': ['a@x', 'b@x']}]
+
+
+def test_a_finding_says_when_its_address_is_shared():
+    row = ['a@contoso.com', 'r1', '.', True, ['forwards outside the tenant to x@evil.example'], ['X@evil.example'], []]
+    assert mgm.finding_context(row, {'x@evil.example': 4}) == {
+        'Mailbox': 'a@contoso.com', 'RuleID': 'r1', 'DisplayName': '.', 'IsEnabled': True,
+        'Reasons': ['forwards outside the tenant to x@evil.example', 'forwards to X@evil.example, which 4 mailboxes forward to'],
+        'ForwardsTo': ['X@evil.example']}
+    assert mgm.finding_context(row, {})['Reasons'] == ['forwards outside the tenant to x@evil.example']
+
+
+def test_a_hunt_in_progress_asks_to_be_polled_with_its_id():
+    engine = mgm.EngineJob.start('rulehunt-1', mgm.MailboxScope('all', '')).to_state()
+    state = {'kind': 'rulehunt', 'id': 'rulehunt-1', 'status': 'InProgress', 'engine': engine, 'domains': None,
+             'domains_why': 'HTTP 403'}
+    entries = mgm.rule_hunt_entries(state, {'mailboxes_per_run': '50'})
+    assert entries[0]['PollingCommand'] == 'msgraph-mail-hunt-rules'
+    assert entries[0]['PollingArgs'] == {'hunt_id': 'rulehunt-1', 'mailboxes_per_run': '50'}
+    assert 'not judged: HTTP 403' in entries[0]['HumanReadable']
