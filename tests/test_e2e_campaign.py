@@ -1,7 +1,7 @@
 """End-to-end: a phishing campaign in a generated tenant, found, dry-run, moved, put back and purged through the
 command line, with throttling (429) and unavailability (503) injected on every 7th sub-request.
 
-Scaled down to keep the suite fast on two cores: 200 generated users (180 with a mailbox) plus the 3 seed users,
+Scaled down to keep the suite fast on two cores: 200 generated users (180 with a mailbox) plus the seed users (SEED_UPNS),
 the campaign in 60 of them (unread and read in Inbox, Inbox/Projects, Junk Email, Deleted Items) and 5 more copies
 already purged by their users. bench/run_campaign.py runs the same scenario at 2,000/600.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Sandbox
+from sandbox.seed import SEED_UPNS
 from sandbox.tenant import message_count
 from tests.e2e_support import Instance, context_value
 
@@ -81,10 +82,10 @@ def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli
     search = result_of(run, 'MSGraphMail.CampaignSearch')
     assert 'InProgress' in run.stderr, 'the search should have taken several polling runs'
     assert search['Status'] == 'Completed'
-    assert search['MailboxesTotal'] == TENANT + 3
+    assert search['MailboxesTotal'] == TENANT + len(SEED_UPNS)
     assert search['MailboxesWithoutMailbox'] == TENANT // 10
     assert search['MailboxesFailed'] == [] and search['MailboxesFailedCount'] == 0
-    assert search['MailboxesSearched'] == TENANT + 3 - TENANT // 10
+    assert search['MailboxesSearched'] == TENANT + len(SEED_UPNS) - TENANT // 10
     assert search['ItemsFound'] == CAMPAIGN
     found = {normalized(i['MessageID']): i for i in search['Items']}
     assert set(found) == set(planted), 'exactly the live copies, none of the purged ones'
