@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.run_benchmarks import BenchmarkError, RemoteSandbox, rss_method, run_cli  # noqa: E402
+from sandbox.seed import SEED_UPNS  # noqa: E402
 from tests.e2e_support import Instance, context_value  # noqa: E402
 
 
@@ -78,7 +79,7 @@ def measure(size: int, latency_ms: int, share: float, workdir: Path) -> list[dic
         campaign = sandbox.plant_campaign(share=share)
         copies = len(campaign['planted'])
         instance = Instance(sandbox, workdir / f'instance-{size}')
-        mailboxes = size + 3  # the generated users and the three seed mailboxes
+        mailboxes = size + len(SEED_UPNS)  # the generated users and the seed mailboxes
         floor = mailboxes * latency_ms / 1000 / 4
         warm = run_cli(instance, 'msgraph-mail-list-folders', user_id='soc@contoso.com')  # token cached, as in use
         if warm.returncode:
