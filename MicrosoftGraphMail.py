@@ -4312,16 +4312,15 @@ def finding_row(mailbox: str, rule: dict, assessment: RuleAssessment) -> list:
 
 
 def note_forwarding(forwards: dict, mailbox: str, addresses: Iterable[str]) -> None:
-    """Remembers which mailboxes forward to each address (bounded: addresses and mailboxes per address)."""
-    for address in addresses:
-        key = address.lower()
+    """Remembers that `mailbox` forwards to `addresses` (called once per mailbox, with all its rules' addresses).
+    Bounded: at most RULE_HUNT_ADDRESSES_KEPT addresses, each with a count and its first mailboxes."""
+    for key in dict.fromkeys(address.lower() for address in addresses):
         if key not in forwards and len(forwards) >= RULE_HUNT_ADDRESSES_KEPT:
             continue
         entry = forwards.setdefault(key, {'count': 0, 'mailboxes': []})
-        if mailbox not in entry['mailboxes']:
-            entry['count'] += 1
-            if len(entry['mailboxes']) < RULE_HUNT_MAILBOXES_PER_ADDRESS:
-                entry['mailboxes'].append(mailbox)
+        entry['count'] += 1
+        if len(entry['mailboxes']) < RULE_HUNT_MAILBOXES_PER_ADDRESS:
+            entry['mailboxes'].append(mailbox)
 
 
 def shared_forwarding(forwards: dict) -> list[dict]:
@@ -4373,15 +4372,16 @@ def run_rule_hunt(client: GraphClient, state: dict, limits: EngineLimits) -> Non
         own = mailbox.name if '@' in mailbox.name else ''
         context = TriageContext(own, domains, domains_why, gathered['names'])
         state['rules_checked'] = state.get('rules_checked', 0) + len(gathered['rules'])
+        outside: list[str] = []
         for rule in gathered['rules']:
             assessment = assess_rule(rule, context)
-            note_forwarding(forwards, mailbox.name,
-                            [a for a in assessment.forwards_to if address_locality(a, context) != 'internal'])
+            outside += [a for a in assessment.forwards_to if address_locality(a, context) != 'internal']
             if assessment.suspicious:
                 if len(findings) >= RULE_HUNT_MAX_FINDINGS:
                     state['findings_dropped'] = state.get('findings_dropped', 0) + 1
                     continue
                 findings.append(finding_row(mailbox.name, rule, assessment))
+        note_forwarding(forwards, mailbox.name, outside)
 
     def on_answer(mailbox: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
         gathered = open_mailboxes[mailbox.id]

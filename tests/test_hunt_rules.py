@@ -39,11 +39,12 @@ def test_forwarding_memory_is_bounded_and_counts_each_mailbox_once(monkeypatch):
     monkeypatch.setattr(mgm, 'RULE_HUNT_ADDRESSES_KEPT', 2)
     monkeypatch.setattr(mgm, 'RULE_HUNT_MAILBOXES_PER_ADDRESS', 2)
     forwards: dict = {}
-    for mailbox in ('a@x', 'b@x', 'c@x', 'a@x'):
-        mgm.note_forwarding(forwards, mailbox, ['Drop@Evil.example'])
-    mgm.note_forwarding(forwards, 'a@x', ['other@evil.example', 'third@evil.example'])
+    mgm.note_forwarding(forwards, 'a@x', ['Drop@Evil.example', 'drop@evil.example'])  # two rules, one address
+    for mailbox in ('b@x', 'c@x'):
+        mgm.note_forwarding(forwards, mailbox, ['drop@evil.example'])
+    mgm.note_forwarding(forwards, 'd@x', ['other@evil.example', 'third@evil.example'])
     assert forwards == {'drop@evil.example': {'count': 3, 'mailboxes': ['a@x', 'b@x']},
-                        'other@evil.example': {'count': 1, 'mailboxes': ['a@x']}}
+                        'other@evil.example': {'count': 1, 'mailboxes': ['d@x']}}
     assert mgm.shared_forwarding(forwards) == [{'Address': 'drop@evil.example', 'MailboxCount': 3, 'Mailboxes': ['a@x', 'b@x']}]
 
 
