@@ -15,6 +15,7 @@ import hashlib
 import heapq
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -59,6 +60,14 @@ BATCH_MAX_REQUESTS = 20
 APP_CONCURRENT_REQUESTS = 4
 BATCH_PARALLEL_SUBREQUESTS = 4
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# Limits that hold whatever the input (README "Security").
+COMMAND_DEADLINE_SECONDS = 240.0        # XSOAR stops a command after 5 minutes by default
+FETCH_DEADLINE_SECONDS = 50.0           # fetch runs every minute by default: end before the next run
+DOWNLOAD_READ_BYTES = 64 * 1024         # small reads, so a dripping server is noticed between them
+DOWNLOAD_PROGRESS_WINDOW_SECONDS = 30.0
+DOWNLOAD_MIN_BYTES_PER_WINDOW = 1024 * 1024
+DOWNLOAD_SIZE_SLACK_BYTES = 4096
+JSON_REQUEST_MAX_BYTES = 4_000_000      # Graph answers 413 to JSON bodies of about 4 MB
 PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
 
 
@@ -136,8 +145,19 @@ class TransportError(MailError):
     """No answer arrived (connection lost, timeout): a write may or may not have happened."""
 
 
+class RedirectError(MailError):
+    """A server answered with a redirect; no request follows one (it could carry credentials or mail elsewhere)."""
+
+
+# Secrets recognisable by their form, whoever holds them: a bearer token in an echoed header, and the token of
+# a pre-authenticated URL (upload sessions). Both patterns are linear (one character class, no backtracking).
+BEARER_TOKEN = re.compile(r'(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+')
+URL_AUTH_TOKEN = re.compile(r'(?i)(authtoken=)[^&\s"\'<>]+')
+
+
 class SecretRedactor:
-    """Removes every known secret (parameters and tokens obtained at run time) from text."""
+    """Removes every known secret (parameters, tokens obtained at run time, pre-authenticated URLs) from text,
+    and whatever looks like a bearer token or a URL's authtoken."""
 
     MIN_SECRET_LENGTH = 4
 
@@ -150,13 +170,79 @@ class SecretRedactor:
         if secret and len(secret) >= self.MIN_SECRET_LENGTH:
             self._secrets.add(secret)
             for line in secret.splitlines():
-                if len(line.strip()) >= 16:
+                # PEM armour lines ("-----BEGIN PRIVATE KEY-----") are not secret, and hints quote them.
+                if len(line.strip()) >= 16 and not line.strip().startswith('-----'):
                     self._secrets.add(line.strip())
 
     def redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, '<redacted>')
+        text = BEARER_TOKEN.sub(r'\1<redacted>', text)
+        return URL_AUTH_TOKEN.sub(r'\1<redacted>', text)
+
+    def redact_value(self, value: Any) -> Any:
+        """The same for an entry or incident: every string inside dicts and lists."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact_value(k): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact_value(v) for v in value]
+        return value
+
+
+class RedactingLogFilter(logging.Filter):
+    """Redacts every log record that passes a handler, whichever library logged it (urllib3 logs URLs at DEBUG)."""
+
+    def __init__(self, redactor: SecretRedactor):
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not a leak
+            return True
+        redacted = self.redactor.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_redaction(redactor: SecretRedactor) -> None:
+    """Redaction where messages are produced: the platform's log calls and every logging handler. Entries and
+    incidents are redacted by main before they are handed over."""
+    for name in ('debug', 'info', 'error'):
+        original = getattr(demisto, name)
+        original = getattr(original, '__wrapped_by_redaction__', original)
+
+        def redacting(*parts: Any, _log: Callable = original) -> None:
+            _log(*(redactor.redact(str(part)) for part in parts))
+
+        redacting.__wrapped_by_redaction__ = original  # type: ignore[attr-defined]
+        setattr(demisto, name, redacting)
+    root = logging.getLogger()
+    for holder in [root, *root.handlers]:
+        for old in [f for f in holder.filters if isinstance(f, RedactingLogFilter)]:
+            holder.removeFilter(old)
+        holder.addFilter(RedactingLogFilter(redactor))
+
+
+SHOWN_VALUE_MAX_CHARS = 200
+LONG_WORD = re.compile(r'\S{%d,}' % (SHOWN_VALUE_MAX_CHARS + 1))
+
+
+def shown(value: Any) -> str:
+    """A value as an error quotes it: repr, and at most SHOWN_VALUE_MAX_CHARS characters of it."""
+    text = repr(value)
+    if len(text) <= SHOWN_VALUE_MAX_CHARS:
         return text
+    return f'{text[:SHOWN_VALUE_MAX_CHARS]}... ({len(str(value))} characters)'
+
+
+def cap_long_words(text: str) -> str:
+    """An error names values; a 100 KB value is cut to its start, so a message stays readable."""
+    return LONG_WORD.sub(lambda m: f'{m.group(0)[:SHOWN_VALUE_MAX_CHARS]}...({len(m.group(0))} characters)', text)
 
 
 # ================================================================================ SETTINGS
@@ -167,13 +253,37 @@ def credentials_field(params: dict, name: str, part: str = 'password') -> str:
     return ''
 
 
-PEM_BLOCK = re.compile(r'(-----BEGIN ([A-Z0-9 ]+)-----)(.*?)(-----END \2-----)', re.S)
+PEM_BEGIN = re.compile(r'-----BEGIN ([A-Z0-9 ]{1,64})-----')
+PEM_END = re.compile(r'-----END ([A-Z0-9 ]{1,64})-----')
+
+
+def pem_blocks(text: str) -> list[tuple[str, str, str, str]]:
+    """(begin line, label, body, end line) of each PEM block, in one pass over the text: every BEGIN is paired
+    with the next END of its label (a regex with a back-reference would rescan the text for each BEGIN)."""
+    ends: dict[str, list[re.Match]] = {}
+    for end in PEM_END.finditer(text):
+        ends.setdefault(end.group(1), []).append(end)
+    next_end: dict[str, int] = {}
+    blocks, position = [], 0
+    for begin in PEM_BEGIN.finditer(text):
+        if begin.start() < position:
+            continue
+        label, candidates = begin.group(1), ends.get(begin.group(1)) or []
+        index = next_end.get(label, 0)
+        while index < len(candidates) and candidates[index].start() < begin.end():
+            index += 1
+        next_end[label] = index
+        if index < len(candidates):
+            end = candidates[index]
+            blocks.append((begin.group(0), label, text[begin.end():end.start()], end.group(0)))
+            position = end.end()
+    return blocks
 
 
 def normalize_private_key(key: str) -> str:
     """The private key PEM block, with line breaks restored where a one-line password field turned them
     into spaces; a pasted certificate + key bundle keeps only the key."""
-    blocks = PEM_BLOCK.findall(key.strip())
+    blocks = pem_blocks(key.strip())
     if not blocks:
         return key.strip()
     begin, label, body, end = next((b for b in blocks if 'PRIVATE KEY' in b[1]), blocks[0])
@@ -427,9 +537,12 @@ def access_token_from_response(response: requests.Response, default_lifetime: in
 
 
 def describe_transport_error(exc: Exception, target: str) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) and re.search(r'certificate[ _]verify[ _]failed', str(exc), re.I):
         return (f'TLS certificate verification failed for {target}. If the certificate is trusted in your network, '
                 "select 'Trust any certificate (not secure)'.")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return (f'{target} closed the TLS connection ({exc_summary(exc)[:120]}): the server refused the request, '
+                'for instance because an argument made it too large, or a proxy or firewall cut the connection.')
     if isinstance(exc, requests.exceptions.ProxyError):
         return f"Could not reach {target} through the proxy: check the proxy, or clear 'Use system proxy settings'."
     if isinstance(exc, requests.exceptions.Timeout):
@@ -475,6 +588,9 @@ class OproxyTokenProvider(TokenProvider):
             response = self._http.request('POST', self._settings.oproxy_token_url, json=body, headers=headers)
         except requests.exceptions.RequestException as exc:
             raise MailError(describe_transport_error(exc, 'the Cortex XSOAR application token service')) from None
+        if response.status_code in (429, 500, 502, 503, 504):
+            raise MailError(f'The Cortex XSOAR application token service is unavailable (HTTP {response.status_code}): '
+                            f'{token_endpoint_error_text(response)}. This is not a credential problem: try again later.')
         if response.status_code not in (200, 201):
             if refresh_token:
                 return self.acquire()
@@ -630,6 +746,10 @@ class TokenManager:
         self._current: Optional[AccessToken] = None
         self._lock = threading.RLock()  # the $batch scheduler asks for tokens from several threads
 
+    @property
+    def redactor(self) -> SecretRedactor:
+        return self._redactor
+
     def token(self) -> str:
         with self._lock:
             return self._token()
@@ -701,26 +821,45 @@ class HttpSession:
         self.session.verify = self.verify
 
     def request(self, method: str, url: str, use_proxy: bool = True, **kwargs: Any) -> requests.Response:
+        """Every request of the integration (Graph, token, oproxy, managed identity, upload) goes through here:
+        a redirect is never followed, it is an error naming where it pointed."""
         kwargs.setdefault('timeout', self.timeout)
         kwargs.setdefault('verify', self.verify)
+        kwargs['allow_redirects'] = False
         if not use_proxy:
             kwargs['proxies'] = {'http': None, 'https': None}
-        return self.session.request(method, url, **kwargs)
+        return refuse_redirect(self.session.request(method, url, **kwargs))
 
     def for_msal(self) -> requests.Session:
-        """A session msal can use: it never passes verify or timeout itself."""
+        """A session msal can use: it never passes verify or timeout itself, and it follows no redirect."""
         session = requests.Session()
         session.trust_env = self.session.trust_env
         session.verify = self.verify
+        session.max_redirects = 0
         base_request = session.request
 
         def request(method: str, url: str, **kwargs: Any) -> requests.Response:
             kwargs.setdefault('timeout', self.timeout)
             kwargs['verify'] = self.verify
-            return base_request(method, url, **kwargs)
+            kwargs['allow_redirects'] = False
+            return refuse_redirect(base_request(method, url, **kwargs))
 
         session.request = request  # type: ignore[method-assign]
         return session
+
+
+def refuse_redirect(response: requests.Response) -> requests.Response:
+    """A 3xx answer is an error: following it would re-send the form with the client secret, the mail or the
+    bearer token to wherever the server points, or take another host's answer as Graph data."""
+    if 300 <= response.status_code < 400:
+        source = urllib.parse.urlparse(response.url or '').netloc or 'the server'
+        location = response.headers.get('Location') or ''
+        target = urllib.parse.urlparse(urllib.parse.urljoin(response.url or '', location)).netloc if location else ''
+        response.close()
+        raise RedirectError(f'{source} answered HTTP {response.status_code} with a redirect to '
+                            f'{target or "an unnamed location"}; the integration follows no redirect (it could carry '
+                            'credentials or mail to another host). Check the Server URL and any proxy in between.')
+    return response
 
 
 @dataclass
@@ -728,6 +867,7 @@ class RetryPolicy:
     max_attempts: int = MAX_RETRY_ATTEMPTS
     wait_budget_seconds: float = RETRY_WAIT_BUDGET_SECONDS
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, for a 429/503 that carries no Retry-After."""
@@ -764,13 +904,37 @@ def graph_error_from_response(response: requests.Response) -> GraphError:
                       retry_after_seconds(response.headers) or 0.0)
 
 
-def encode_id(graph_id: str) -> str:
-    """A Graph id as one URL path segment. '/' becomes '-' (Graph's URL-safe form), the rest is escaped."""
-    return urllib.parse.quote(str(graph_id).strip().replace('/', '-'), safe='-_=')
+MAX_ID_LENGTH = 1024
 
 
-def user_path(user: str) -> str:
-    return f'users/{urllib.parse.quote(user.strip(), safe="@")}'
+def path_segment(value: Any, argument: str, safe: str = '-_=') -> str:
+    """The one gate for every value that becomes a URL path segment (ids, mailboxes): exactly one segment.
+
+    Refused: empty, dot segments ('.', '..', which the HTTP stack removes so `messages/..` would address the
+    user), slashes and backslashes, control, format (bidi) and separator characters, and values too long for a
+    URL. Everything else is percent-encoded, so '?', '#' and '%' stay inside the segment."""
+    text = str(value if value is not None else '').strip()
+    problem = ''
+    if not text:
+        problem = 'a value'
+    elif set(text) == {'.'}:
+        problem = "an id, not '.' or '..'"
+    elif len(text) > MAX_ID_LENGTH:
+        problem = f'at most {MAX_ID_LENGTH} characters'
+    elif any(c in '/\\' or c.isspace() or unicodedata.category(c) in ('Cc', 'Cf', 'Cs', 'Zl', 'Zp') for c in text):
+        problem = 'one id or mailbox without slashes, spaces or control characters'
+    if problem:
+        raise MailError(f"Invalid argument '{argument}': expected {problem}, got {shown(value)}.")
+    return urllib.parse.quote(text, safe=safe)
+
+
+def encode_id(graph_id: str, argument: str = 'id') -> str:
+    """A Graph id as one URL path segment. '/' becomes '-' (Graph's URL-safe form of its base64 ids)."""
+    return path_segment(str(graph_id if graph_id is not None else '').strip().replace('/', '-'), argument)
+
+
+def user_path(user: str, argument: str = 'user_id') -> str:
+    return f'users/{path_segment(user, argument, safe="@")}'
 
 
 @dataclass
@@ -785,7 +949,8 @@ class GraphClient:
     """The Microsoft Graph HTTP layer: auth header, retries, errors, paging, $batch, downloads."""
 
     def __init__(self, endpoints: Endpoints, http: HttpSession, tokens: TokenManager,
-                 retry: Optional[RetryPolicy] = None, default_user: str = '', tenant_domains: Iterable[str] = ()):
+                 retry: Optional[RetryPolicy] = None, default_user: str = '', tenant_domains: Iterable[str] = (),
+                 deadline_seconds: float = COMMAND_DEADLINE_SECONDS):
         self.endpoints = endpoints
         self.http = http
         self.tokens = tokens
@@ -794,6 +959,27 @@ class GraphClient:
         self.max_in_flight = APP_CONCURRENT_REQUESTS
         self.tenant_domains = tuple(tenant_domains)  # the 'Tenant domains' parameter (inbox-rule triage)
         self._origin = self._origin_of(endpoints.graph_base)
+        self.set_deadline(deadline_seconds)
+
+    def set_deadline(self, seconds: float) -> None:
+        """Starts the overall bound of this command: retries, waits and downloads all fit inside it."""
+        self.deadline_seconds = seconds
+        self._deadline_at = self.retry.clock() + seconds
+
+    def remaining_seconds(self) -> float:
+        return self._deadline_at - self.retry.clock()
+
+    def fits_deadline(self, delay: float) -> bool:
+        return delay < self.remaining_seconds()
+
+    def deadline_error(self, doing: str) -> 'DeadlineError':
+        return DeadlineError(f'The command stopped {doing}: it reached its overall time limit of '
+                             f'{self.deadline_seconds:.0f} s (Cortex XSOAR stops commands that run longer). '
+                             'Run it again later, or for fewer items.')
+
+    @property
+    def redactor(self) -> 'SecretRedactor':
+        return self.tokens.redactor
 
     @staticmethod
     def _origin_of(url: str) -> tuple[str, str]:
@@ -828,19 +1014,24 @@ class GraphClient:
         """Sends one request, retrying throttling and transient failures within the retry budget."""
         url = self.url_for(path) if authenticated else path
         method = method.upper()
+        if json_body is not None:
+            data = json_request_bytes(json_body)
         waited, attempt, token_refreshed = 0.0, 0, False
         while True:
+            remaining = self.remaining_seconds()
+            if remaining <= 0:
+                raise self.deadline_error(f'before {method} {urllib.parse.urlparse(url).path}')
             request_headers = self._headers(headers, authenticated, json_body is not None)
             try:
-                response = self.http.request(method, url, params=params, json=json_body, data=data,
-                                             headers=request_headers, stream=stream)
+                response = self.http.request(method, url, params=params, data=data, headers=request_headers,
+                                             stream=stream, timeout=min(self.http.timeout, max(remaining, 1.0)))
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                 never_sent = isinstance(exc, requests.exceptions.ConnectTimeout)
                 # A certificate or proxy problem does not go away by retrying: say so at once.
                 lasting = isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError))
                 if not lasting and (method in IDEMPOTENT_METHODS or never_sent) and attempt + 1 < self.retry.max_attempts:
                     delay = self.retry.backoff(attempt)
-                    if waited + delay <= self.retry.wait_budget_seconds:
+                    if waited + delay <= self.retry.wait_budget_seconds and self.fits_deadline(delay):
                         self.retry.sleep(delay)
                         waited, attempt = waited + delay, attempt + 1
                         continue
@@ -857,7 +1048,8 @@ class GraphClient:
                 return response
             delay = retry_after_seconds(response.headers)
             delay = self.retry.backoff(attempt) if delay is None else delay
-            if attempt + 1 >= self.retry.max_attempts or waited + delay > self.retry.wait_budget_seconds:
+            if attempt + 1 >= self.retry.max_attempts or waited + delay > self.retry.wait_budget_seconds \
+                    or not self.fits_deadline(delay):
                 raise throttled_error(graph_error_from_response(response), attempt + 1, waited, delay)
             response.close()
             self.retry.sleep(delay)
@@ -929,16 +1121,23 @@ class GraphClient:
             'code': 'MissingBatchResponse', 'message': 'Graph returned no response for this request.'}}}
             for item in items}
 
-    def download(self, path: str, destination: str) -> int:
+    def download(self, path: str, destination: str, expected_size: Optional[int] = None) -> int:
         """Streams a binary response to a file; returns its size. Never holds the whole body in memory, and
-        leaves no partial file behind when the download fails."""
+        leaves no partial file behind when the download fails, stalls, runs past the deadline or ends short
+        of its Content-Length or of the size Graph gave for it (`expected_size`)."""
         size = 0
         try:
             with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, \
                     open(destination, 'wb') as handle:
-                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                progress = DownloadProgress(self.retry.clock)
+                for chunk in response.iter_content(DOWNLOAD_READ_BYTES):
                     handle.write(chunk)
                     size += len(chunk)
+                    if self.remaining_seconds() <= 0:
+                        raise self.deadline_error(f'downloading after {size} bytes')
+                    progress.check(size)
+                announced = response.headers.get('Content-Length')
+            check_download_complete(size, int(announced) if str(announced or '').isdigit() else None, expected_size)
         except requests.exceptions.RequestException as exc:
             remove_file(destination)
             raise TransportError(f'The download broke off after {size} bytes ({type(exc).__name__}); run the '
@@ -955,6 +1154,52 @@ class GraphClient:
         headers = {'Content-Range': f'bytes {first_byte}-{first_byte + len(chunk) - 1}/{total}',
                    'Content-Type': 'application/octet-stream'}
         return self.send('PUT', upload_url, data=chunk, headers=headers, authenticated=False)
+
+
+class DeadlineError(TransportError):
+    """The command's overall time limit was reached; what was not done is named in the message."""
+
+
+class DownloadProgress:
+    """Stops a download that makes no real progress: less than DOWNLOAD_MIN_BYTES_PER_WINDOW in any
+    DOWNLOAD_PROGRESS_WINDOW_SECONDS (a server dripping a few KB per read would otherwise hold the command)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self._clock = clock
+        self._window_start = clock()
+        self._window_bytes = 0
+
+    def check(self, total: int) -> None:
+        now = self._clock()
+        if now - self._window_start < DOWNLOAD_PROGRESS_WINDOW_SECONDS:
+            return
+        if total - self._window_bytes < DOWNLOAD_MIN_BYTES_PER_WINDOW:
+            raise TransportError(f'The download made no real progress: {total - self._window_bytes} bytes in the last '
+                                 f'{now - self._window_start:.0f} s ({total} in all); it was stopped. Run the command '
+                                 'again later.')
+        self._window_start, self._window_bytes = now, total
+
+
+def check_download_complete(written: int, content_length: Optional[int], expected_size: Optional[int]) -> None:
+    """A connection closed early without a Content-Length looks like a normal end: the size Graph gave for the
+    attachment tells. Graph's `size` counts a little item overhead besides the content, so only a real shortfall
+    (more than DOWNLOAD_SIZE_SLACK) counts."""
+    if content_length is not None and written != content_length:
+        raise TransportError(f'The download ended after {written} of {content_length} bytes; run the command again.')
+    if expected_size and written < expected_size - max(DOWNLOAD_SIZE_SLACK_BYTES, expected_size // 100):
+        raise TransportError(f'The download ended after {written} bytes, but the attachment has {expected_size} '
+                             'bytes: the connection was cut. Run the command again.')
+
+
+def json_request_bytes(body: Any) -> bytes:
+    """The JSON body exactly as sent, refused before sending when Graph would answer 413 (its limit counts the
+    base64 of attachments and JSON escaping, which is why it is measured here and not estimated)."""
+    encoded = json.dumps(body).encode()
+    if len(encoded) > JSON_REQUEST_MAX_BYTES:
+        raise MailError(f'The request would be {len(encoded)} bytes of JSON; Microsoft Graph takes at most '
+                        f'{JSON_REQUEST_MAX_BYTES} bytes. Send less content at once (large files go through upload '
+                        'sessions automatically; a body this large cannot be sent).')
+    return encoded
 
 
 def remove_file(path: str) -> None:
@@ -1151,6 +1396,9 @@ def save_bytes_as_file(data: bytes) -> str:
     return file_id
 
 
+LINE_BREAKS = re.compile(r'[\r\n]+')
+
+
 def markdown_cell(value: Any) -> str:
     if value is None:
         return ''
@@ -1159,7 +1407,8 @@ def markdown_cell(value: Any) -> str:
     elif isinstance(value, dict):
         value = value.get('Address') or value.get('Name') or json.dumps(value, default=str)
     text = str(value).replace('\\', '\\\\').replace('|', '\\|')
-    return re.sub(r'\s*[\r\n]+\s*', ' ', text).strip()
+    # Lines joined by one space. Split, not `\s*[\r\n]+\s*`: that regex is quadratic on long runs of spaces.
+    return ' '.join(part.strip() for part in LINE_BREAKS.split(text) if part.strip())
 
 
 def markdown_table(title: str, rows: list[dict], columns: list[str]) -> str:
@@ -1171,7 +1420,7 @@ def markdown_table(title: str, rows: list[dict], columns: list[str]) -> str:
 
 
 def argument_error(name: str, expected: str, value: Any) -> MailError:
-    return MailError(f"Invalid argument '{name}': expected {expected}, got {value!r}.")
+    return MailError(f"Invalid argument '{name}': expected {expected}, got {shown(value)}.")
 
 
 def arg_text(args: dict, name: str, required: bool = False, default: str = '') -> str:
@@ -1237,7 +1486,16 @@ def mailbox_arg(client: GraphClient, args: dict, name: str = 'user_id') -> str:
                         "'Email address from which to fetch incidents'.")
     if ',' in user:
         raise argument_error(name, 'one mailbox', user)
+    path_segment(user, name, safe='@')
     return user
+
+
+def arg_id(args: dict, name: str, required: bool = True) -> str:
+    """An id argument, refused (naming the argument) before any request when it cannot be one path segment."""
+    value = arg_text(args, name, required=required)
+    if value:
+        encode_id(value, name)
+    return value
 
 
 # ================================================================================ PARSERS (Graph JSON -> context)
@@ -1272,12 +1530,44 @@ def parse_message(message: dict, user_id: str, include_body: bool = True) -> dic
     return parsed
 
 
+# HTML to text runs on attacker-written mail inside fetch, so every step is linear in the body's length: hidden
+# parts are found with str.find (never a lazy regex that rescans the rest of the body for each opening tag),
+# and tags are matched up to the next '<' so an unclosed '<' costs one scan.
+HIDDEN_PART_START = re.compile(r'<!--|<(script|style|head)\b')
+LINE_BREAK_TAG = re.compile(r'<br\b[^<>]*>|</(?:p|div|tr|li|h[1-6])\s*>', re.I)
+ANY_TAG = re.compile(r'<[^<>]+>')
+ASCII_LOWER = str.maketrans('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
+
+
+def without_hidden_parts(html: str) -> str:
+    """The HTML without comments and <script>, <style> and <head> elements. An unclosed <script>, <style> or
+    comment hides the rest of the body, as in a browser; an unclosed <head> hides nothing."""
+    lower = html.translate(ASCII_LOWER)  # same length as html, unlike str.lower()
+    parts, position, unclosed = [], 0, set()
+    for start in HIDDEN_PART_START.finditer(lower):
+        if start.start() < position:
+            continue
+        name = start.group(1) or '!--'
+        closing = '-->' if name == '!--' else f'</{name}'
+        end = -1 if closing in unclosed else lower.find(closing, start.end())
+        if end < 0:
+            unclosed.add(closing)  # no later opening of this kind can be closed either: never search again
+            if name == 'head':
+                continue
+            parts.append(html[position:start.start()])
+            return ' '.join(parts)
+        end = end + 3 if name == '!--' else lower.find('>', end) + 1 or len(html)
+        parts.append(html[position:start.start()])
+        position = end
+    parts.append(html[position:])
+    return ' '.join(parts)
+
+
 def html_to_text(html: str) -> str:
     """A readable plain-text version of an HTML body (for incident details), without a second Graph call."""
     import html as html_lib
-    text = re.sub(r'(?is)<(script|style|head)\b.*?</\1>', ' ', html or '')
-    text = re.sub(r'(?i)<br\s*/?>|</(p|div|tr|li|h\d)>', '\n', text)
-    text = html_lib.unescape(re.sub(r'<[^>]+>', '', text))
+    text = LINE_BREAK_TAG.sub('\n', without_hidden_parts(html or ''))
+    text = html_lib.unescape(ANY_TAG.sub('', text))
     return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
 
 
@@ -1398,6 +1688,8 @@ def test_module_command(client: GraphClient, fetch: FetchSettings) -> str:
     """'ok' when a token is obtained and the fetch mailbox and folder (if configured) are readable.
     Token errors already say which credential failed and how to fix it."""
     client.tokens.token()
+    if fetch.enabled or fetch.mailbox:
+        parse_first_fetch(fetch.first_fetch, utc_now())  # a typo here would fail every fetch, so test-module says so
     if not fetch.mailbox:
         if fetch.enabled:
             raise MailError("Fetch is enabled but 'Email address from which to fetch incidents' (mailbox_to_fetch) is empty.")
@@ -1444,6 +1736,8 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
         query['$search'] = '"' + search.replace('\\', '\\\\').replace('"', '\\"') + '"'
     query.setdefault('$top', str(page_size))
     folder = arg_text(args, 'folder_id')
+    if next_page:
+        check_next_page(client, next_page, user, bool(folder))
     try:
         path = next_page or messages_path(user, resolve_folder(client, user, folder) if folder else '')
         messages, link = [], None
@@ -1463,9 +1757,33 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
     return note_entry(messages, readable, context)
 
 
+def check_next_page(client: GraphClient, link: str, user: str, in_folder: bool) -> None:
+    """A next_page link is followed with the app's token, so it must be an absolute https link on the configured
+    Graph host to the collection this command lists: /v1.0/users/{user}/messages, or .../mailFolders/{id}/messages
+    when folder_id is given. Anything else (a relative path, another resource, dot segments) is refused."""
+    expected = f"/{GRAPH_API_VERSION}/users/{user}/{'mailFolders/{folder}/' if in_folder else ''}messages"
+    problem = f'an absolute https link returned in MSGraphMail.NextPage for {expected}'
+    parsed = urllib.parse.urlparse(link)
+    graph = urllib.parse.urlparse(client.endpoints.graph_base)
+    segments = parsed.path.split('/')
+    if parsed.scheme != 'https' or parsed.netloc.lower() != graph.netloc.lower() or parsed.fragment \
+            or parsed.params or '\\' in parsed.path:
+        raise argument_error('next_page', problem, link)
+    decoded = [urllib.parse.unquote(s) for s in segments]
+    if any(s in ('.', '..') or '/' in s or '\\' in s for s in decoded[1:]):
+        raise argument_error('next_page', problem, link)
+    shape = ['', GRAPH_API_VERSION, 'users', None, 'mailFolders', None, 'messages'] if in_folder else \
+        ['', GRAPH_API_VERSION, 'users', None, 'messages']
+    if len(decoded) != len(shape) or any(want is not None and got.lower() != want.lower()
+                                         for got, want in zip(decoded, shape)):
+        raise argument_error('next_page', problem, link)
+    if decoded[3].lower() != user.lower():
+        raise argument_error('next_page', f'a link for the mailbox {user} (user_id)', link)
+
+
 def get_email_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     include_body = arg_bool(args, 'get_body', False)
     query = {'$select': message_select(MESSAGE_DETAIL_FIELDS, client.endpoints.capabilities) + (',body' if include_body else '')}
     query.update(odata_params(arg_text(args, 'odata')))
@@ -1502,7 +1820,7 @@ def list_message_attachments(client: GraphClient, user: str, message_id: str) ->
 
 def list_attachments_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     try:
         attachments = list_message_attachments(client, user, message_id)
     except GraphError as exc:
@@ -1516,7 +1834,8 @@ def list_attachments_command(client: GraphClient, args: dict) -> dict:
     return note_entry(attachments, readable, context)
 
 
-MAX_FILE_NAME_LENGTH = 200
+MAX_FILE_NAME_BYTES = 200       # file systems allow 255 bytes; room for a ' (1)' suffix and the fetch prefix
+MAX_EXTENSION_BYTES = 16
 
 
 def clean_file_name(name: str) -> str:
@@ -1525,11 +1844,18 @@ def clean_file_name(name: str) -> str:
     base = re.split(r'[\\/]', name or '')[-1]
     base = ''.join('_' if unicodedata.category(c) == 'Cc' else c for c in base if unicodedata.category(c) != 'Cf')
     base = re.sub(r'[<>:"|?*]', '_', base).strip().lstrip('.')
-    if len(base) <= MAX_FILE_NAME_LENGTH:
-        return base
-    stem, extension = os.path.splitext(base)
-    extension = extension if len(extension) <= 16 else ''
-    return stem[:MAX_FILE_NAME_LENGTH - len(extension)] + extension
+    return cap_file_name(base)
+
+
+def cap_file_name(name: str, limit: int = MAX_FILE_NAME_BYTES) -> str:
+    """At most `limit` bytes of UTF-8 (file systems count bytes: 200 CJK characters are 600), keeping a short
+    extension; the cut never splits a character."""
+    if len(name.encode()) <= limit:
+        return name
+    stem, extension = os.path.splitext(name)
+    extension = extension if len(extension.encode()) <= MAX_EXTENSION_BYTES else ''
+    room = limit - len(extension.encode())
+    return stem.encode()[:room].decode(errors='ignore') + extension
 
 
 def safe_attachment_name(name: str, fallback: str) -> str:
@@ -1545,7 +1871,8 @@ def attachment_kind(attachment: dict) -> str:
 def download_attachment_file(client: GraphClient, user: str, message_id: str, attachment: dict,
                              name: str) -> dict:
     file_id, path = new_file_path()
-    client.download(f"{attachments_path(user, message_id)}/{encode_id(attachment['id'])}/$value", path)
+    client.download(f"{attachments_path(user, message_id)}/{encode_id(attachment['id'])}/$value", path,
+                    expected_size=attachment.get('size') if attachment_kind(attachment) == FILE_ATTACHMENT else None)
     return file_entry(file_id, name)
 
 
@@ -1585,8 +1912,8 @@ def find_attachment(client: GraphClient, user: str, message_id: str, attachment_
 
 def get_attachment_command(client: GraphClient, args: dict) -> list[dict]:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
-    attachment_id = arg_text(args, 'attachment_id')
+    message_id = arg_id(args, 'message_id')
+    attachment_id = arg_id(args, 'attachment_id', required=False)
     as_eml = arg_bool(args, 'should_download_message_attachment', False)
     what = f'Attachment {attachment_id} of message {message_id}' if attachment_id else f'Message {message_id}'
     try:
@@ -1602,7 +1929,7 @@ def get_attachment_command(client: GraphClient, args: dict) -> list[dict]:
 
 def get_email_as_eml_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     file_id, path = new_file_path()
     try:
         client.download(f'{message_path(user, message_id)}/$value', path)
@@ -1692,7 +2019,7 @@ def delete_folder_command(client: GraphClient, args: dict) -> dict:
 # ================================================================================ COMMANDS: CHANGING MAIL
 def move_email_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     destination = arg_text(args, 'destination_folder_id', required=True)
     try:
         destination_id = resolve_folder(client, user, destination)
@@ -1707,7 +2034,7 @@ def move_email_command(client: GraphClient, args: dict) -> dict:
 
 def delete_email_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     try:
         client.delete(message_path(user, message_id))
     except GraphError as exc:
@@ -2292,7 +2619,7 @@ def list_rules_command(client: GraphClient, args: dict) -> dict:
 def get_rule_command(client: GraphClient, args: dict) -> dict:
     require_inbox_rules(client)
     user = mailbox_arg(client, args)
-    rule_id = arg_text(args, 'rule_id', required=True)
+    rule_id = arg_id(args, 'rule_id')
     try:
         rule = client.get(rule_path(user, rule_id))
         context = triage_context(client, user, [rule])
@@ -2304,7 +2631,7 @@ def get_rule_command(client: GraphClient, args: dict) -> dict:
 def delete_rule_command(client: GraphClient, args: dict) -> dict:
     require_inbox_rules(client)
     user = mailbox_arg(client, args)
-    rule_id = arg_text(args, 'rule_id', required=True)
+    rule_id = arg_id(args, 'rule_id')
     try:
         client.delete(rule_path(user, rule_id))
     except GraphError as exc:
@@ -2439,10 +2766,12 @@ UPLOAD_ATTACHMENT_MAX_BYTES = 150 * 1024 * 1024    # larger ones go through an u
 UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 # Files are combined into one JSON request (sendMail, a draft) only while their base64 form and the body fit
 # about 4 MB. Graph does not document the exact limit; its guidance implies a lone file under 3 MiB fits.
-JSON_ATTACHMENT_BUDGET_BYTES = 4 * 1024 * 1024 + 32 * 1024
+JSON_REQUEST_ENVELOPE_BYTES = 1024  # sendMail's {"message": ..., "saveToSentItems": true}, a reply's comment field
 MAX_CUSTOM_HEADERS = 5
-EMAIL_ADDRESS = re.compile(r'^[^@\s<>(),;:"\[\]]+@[^@\s<>(),;:"\[\]]+\.[^@\s<>(),;:"\[\]]+$')
-DATA_URI_IMAGE = re.compile(r'(<img\b[^>]*?\bsrc\s*=\s*["\'])data:image/([a-zA-Z0-9.+-]+);base64,([^"\']+)(["\'])', re.I)
+# Inline images: each <img ...> tag is found first (up to the next '<' or '>', linear), then its src is matched
+# inside that tag only; a regex spanning the body would rescan the rest of it for every '<img'.
+IMG_TAG = re.compile(r'<img\b[^<>]*>', re.I)
+DATA_URI_SRC = re.compile(r'(\bsrc\s*=\s*["\'])data:image/([a-zA-Z0-9.+-]{1,40});base64,([^"\']+)(["\'])', re.I)
 
 
 @dataclass
@@ -2473,24 +2802,91 @@ class OutgoingAttachment:
 
     @property
     def needs_upload_session(self) -> bool:
-        return self.size >= INLINE_ATTACHMENT_MAX_BYTES
+        """3 MB or more, or too large for a JSON request of its own with base64 counted (Graph takes upload
+        sessions from 2 MiB on, so every file that cannot ride in JSON can be uploaded)."""
+        return self.size >= INLINE_ATTACHMENT_MAX_BYTES or not self.fits_alone_in_json
 
     @property
     def encoded_size(self) -> int:
-        """Its share of a JSON request: base64 grows the bytes by a third, plus the attachment's fields."""
-        return 4 * ((self.size + 2) // 3) + len(self.name) + len(self.content_id) + 200
+        """Its exact share of a JSON request: the base64 content plus its other fields as JSON escapes them."""
+        fields = {'@odata.type': FILE_ATTACHMENT, 'name': self.name, 'isInline': self.is_inline, 'contentBytes': '',
+                  'contentId': self.content_id}
+        return 4 * ((self.size + 2) // 3) + len(json.dumps(fields)) + 2
+
+    @property
+    def fits_alone_in_json(self) -> bool:
+        return self.encoded_size + JSON_REQUEST_ENVELOPE_BYTES <= JSON_REQUEST_MAX_BYTES
+
+
+def recipient_items(args: dict, name: str) -> list[str]:
+    """An address list argument as RFC 5322 address lists: `"Doe, John" <john@example.com>, b@example.com` is
+    two addresses (a comma inside quotes does not split). A JSON list or a list gives one list per item."""
+    value = args.get(name)
+    if value is None or value == '':
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if str(v).strip()]
+    text = str(value).strip()
+    if text.startswith('['):
+        try:
+            return [str(v) for v in json.loads(text) if str(v).strip()]
+        except (ValueError, TypeError):
+            pass
+    return [text] if text else []
+
+
+def unquoted_characters(text: str) -> str:
+    """The characters of an address list outside quoted strings (a linear scan)."""
+    outside, quoted, escaped = [], False, False
+    for character in text:
+        if escaped:
+            escaped = False
+        elif character == '\\':
+            escaped = True
+        elif character == '"':
+            quoted = not quoted
+        elif not quoted:
+            outside.append(character)
+    return ''.join(outside)
+
+
+def is_email_address(address: str) -> bool:
+    """A mailbox address Graph can deliver to: local@domain, one '@', a dotted domain of letters, digits and
+    hyphens, no slashes (`../../users/x@y` and `x@y/messages` are paths, not addresses), no dot segments."""
+    local, at, domain = address.rpartition('@')
+    if not at or not local or not domain or '@' in local or len(address) > 320:
+        return False
+    if any(c in '/\\<>()[],;:" ' or not c.isprintable() for c in address):
+        return False
+    if local.startswith('.') or local.endswith('.') or '..' in local:
+        return False
+    labels = domain.split('.')
+    return len(labels) >= 2 and all(
+        label and not label.startswith('-') and not label.endswith('-') and all(c.isalnum() or c == '-' for c in label)
+        for label in labels)
 
 
 def parse_recipients(args: dict, name: str) -> list[dict]:
     recipients = []
-    for item in arg_list(args, name):
-        display, address = email.utils.parseaddr(item)
-        if ';' in item or len(email.utils.getaddresses([item])) != 1 or not EMAIL_ADDRESS.match(address or ''):
+    for item in recipient_items(args, name):
+        outside = unquoted_characters(item)
+        # Groups (':'), comments ('('), domain literals ('[') and ';' lists are not recipients here; email.utils
+        # also recurses on groups and comments, so they are refused before it runs.
+        if any(c in outside for c in ';:()[]'):
             raise argument_error(name, 'email addresses separated by commas', item)
-        entry = {'address': address}
-        if display:
-            entry['name'] = display
-        recipients.append({'emailAddress': entry})
+        try:
+            parsed = email.utils.getaddresses([item])
+        except (RecursionError, ValueError, IndexError):
+            raise argument_error(name, 'email addresses separated by commas', item) from None
+        for display, address in parsed:
+            if not display and not address:
+                continue  # an empty place between commas
+            if not is_email_address(address or ''):
+                raise argument_error(name, 'email addresses separated by commas', address or item)
+            entry = {'address': address}
+            if display:
+                entry['name'] = display
+            recipients.append({'emailAddress': entry})
     return recipients
 
 
@@ -2544,6 +2940,9 @@ def extract_inline_images(html: str) -> tuple[str, list[OutgoingAttachment]]:
     """Turns data: images in an HTML body into inline attachments referenced by cid:."""
     images: list[OutgoingAttachment] = []
 
+    def replace_in_tag(tag: re.Match) -> str:
+        return DATA_URI_SRC.sub(replace, tag.group(0), count=1)
+
     def replace(match: re.Match) -> str:
         subtype, payload = match.group(2).lower(), re.sub(r'\s', '', match.group(3))
         try:
@@ -2555,7 +2954,7 @@ def extract_inline_images(html: str) -> tuple[str, list[OutgoingAttachment]]:
         images.append(OutgoingAttachment(name=name, size=len(data), data=data, content_id=content_id, is_inline=True))
         return f'{match.group(1)}cid:{content_id}{match.group(4)}'
 
-    return DATA_URI_IMAGE.sub(replace, html), images
+    return IMG_TAG.sub(replace_in_tag, html), images
 
 
 @dataclass
@@ -2569,8 +2968,13 @@ class OutgoingMail:
         """Attachments that do not fit one JSON request go through a draft (and upload sessions)."""
         if not self.attachments:
             return False
-        encoded = len(self.message['body']['content'].encode()) + sum(a.encoded_size for a in self.attachments)
-        return any(a.needs_upload_session for a in self.attachments) or encoded > JSON_ATTACHMENT_BUDGET_BYTES
+        encoded = self.json_overhead + sum(a.encoded_size for a in self.attachments)
+        return any(a.needs_upload_session for a in self.attachments) or encoded > JSON_REQUEST_MAX_BYTES
+
+    @property
+    def json_overhead(self) -> int:
+        """The message without its attachments, as JSON (escaping counted), plus the request's envelope."""
+        return len(json.dumps(self.message)) + JSON_REQUEST_ENVELOPE_BYTES
 
 
 def compose_mail(client: GraphClient, args: dict, require_recipients: bool = True) -> OutgoingMail:
@@ -2694,8 +3098,8 @@ def complete_draft(client: GraphClient, sender: str, draft: dict, attachments: l
         refused = isinstance(exc, ThrottledError) or (isinstance(exc, GraphError) and exc.status < 500)
         if refused or still_a_draft(client, draft_path):
             raise MailError(f'Sending failed: {exc} {discard_draft(client, draft_path, draft)}') from None
-        raise MailError(f'Sending got no clear answer ({exc}) and the message is no longer a draft: it was probably '
-                        f"sent. Check the Sent Items of {sender} before sending again.") from None
+        raise MailError(f'Sending got no clear answer ({exc}) and the message is no longer a draft: it may have been '
+                        f"sent. Check Sent Items of {sender} before sending again.") from None
 
 
 def still_a_draft(client: GraphClient, draft_path: str) -> bool:
@@ -2717,9 +3121,9 @@ def discard_draft(client: GraphClient, draft_path: str, draft: dict) -> str:
 def split_for_draft(mail: 'OutgoingMail') -> tuple[list, list]:
     """Small attachments ride in the draft's JSON while they fit; the rest are added to the draft one by one."""
     in_json, later = [], []
-    total = len(mail.message['body']['content'].encode())
+    total = mail.json_overhead
     for attachment in mail.attachments:
-        if not attachment.needs_upload_session and total + attachment.encoded_size <= JSON_ATTACHMENT_BUDGET_BYTES:
+        if not attachment.needs_upload_session and total + attachment.encoded_size <= JSON_REQUEST_MAX_BYTES:
             in_json.append(attachment)
             total += attachment.encoded_size
         else:
@@ -2736,13 +3140,19 @@ def send_through_draft(client: GraphClient, create_path: str, payload: dict, mai
     message = dict(payload['message'] if wrapped else payload)
     if in_json:
         message['attachments'] = [a.as_graph_json() for a in in_json]
-    draft = client.post(create_path, {**payload, 'message': message} if wrapped else message)
+    try:
+        draft = client.post(create_path, {**payload, 'message': message} if wrapped else message)
+    except TransportError as exc:
+        raise MailError(f'Creating the draft got no answer in time ({exc}). A draft may have been created anyway: look '
+                        f"in Drafts of {mail.sender} for the subject {shown(mail.message.get('subject', ''))}, created "
+                        f'at {format_time(utc_now())}, and delete it before running the command again. Nothing was '
+                        'sent.') from None
     complete_draft(client, mail.sender, draft, later, send)
     return draft
 
 
 RESPONSE_RECIPIENT_FIELDS = ('toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo')
-HTML_BODY_START = re.compile(r'<body\b[^>]*>', re.I)
+HTML_BODY_START = re.compile(r'<body\b[^<>]*>', re.I)  # up to the next '<': linear on hostile bodies
 
 
 def send_through_bare_response_draft(client: GraphClient, create_path: str, payload: dict, mail: OutgoingMail,
@@ -2786,6 +3196,18 @@ def body_with_comment(body: dict, comment: str, comment_type: str) -> dict:
     return {'contentType': 'HTML', 'content': merged}
 
 
+def post_send(client: GraphClient, path: str, body: dict, sender: str) -> None:
+    """A send (sendMail, reply) that got no answer may still have gone out: say so, and where to look, so a re-run
+    does not send it twice."""
+    try:
+        client.post(path, body)
+    except DeadlineError:
+        raise
+    except TransportError as exc:
+        raise MailError(f'Microsoft Graph did not answer the send in time ({exc}). The mail may have been sent: check '
+                        f'Sent Items of {sender} before sending it again.') from None
+
+
 def flatten_recipients(recipients: Optional[list]) -> list[str]:
     return [parse_address(r)['Address'] for r in recipients or []]
 
@@ -2814,7 +3236,8 @@ def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
             message = dict(mail.message)
             if mail.attachments:
                 message['attachments'] = [a.as_graph_json() for a in mail.attachments]
-            client.post(f'{user_path(mail.sender)}/sendMail', {'message': message, 'saveToSentItems': True})
+            post_send(client, f'{user_path(mail.sender)}/sendMail', {'message': message, 'saveToSentItems': True},
+                      mail.sender)
             message_id, status = '', 'accepted'
     except GraphError as exc:
         raise describe_graph_error(exc, f'Mailbox {mail.sender}', 'Mail.Send') from None
@@ -2858,7 +3281,7 @@ def create_draft_command(client: GraphClient, args: dict) -> dict:
 
 
 def send_draft_command(client: GraphClient, args: dict) -> dict:
-    draft_id = arg_text(args, 'draft_id', required=True)
+    draft_id = arg_id(args, 'draft_id')
     sender = arg_text(args, 'from') or client.default_user
     if not sender:
         raise MailError("Missing argument 'from': the mailbox that holds the draft.")
@@ -2877,7 +3300,7 @@ def comment_payload(mail: OutgoingMail, comment: str) -> dict:
 
 def reply_to_command(client: GraphClient, args: dict) -> dict:
     """msgraph-mail-reply-to: reply in the original thread with a comment (and attachments)."""
-    message_id = arg_text(args, 'ID', required=True)
+    message_id = arg_id(args, 'ID')
     comment = arg_text(args, 'body', required=True)
     mail = compose_mail(client, args)
     payload = comment_payload(mail, comment)
@@ -2886,7 +3309,7 @@ def reply_to_command(client: GraphClient, args: dict) -> dict:
         if mail.attachments:
             send_through_draft(client, f'{original}/createReply', payload, mail, send=True)
         else:
-            client.post(f'{original}/reply', payload)
+            post_send(client, f'{original}/reply', payload, mail.sender)
     except GraphError as exc:
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {mail.sender}', 'Mail.Send') from None
     recipients = ', '.join(flatten_recipients(mail.message.get('toRecipients')))
@@ -2896,7 +3319,7 @@ def reply_to_command(client: GraphClient, args: dict) -> dict:
 def reply_mail_command(client: GraphClient, args: dict) -> dict:
     """reply-mail, the generic reply XSOAR's email layouts call. Replies through a draft so the reply's own id
     can be returned (the existing integration reported the original's id)."""
-    in_reply_to = arg_text(args, 'inReplyTo', required=True)
+    in_reply_to = arg_id(args, 'inReplyTo')
     subject = arg_text(args, 'subject', required=True)
     reply_args = {**args, 'subject': subject if subject.lower().startswith('re:') else f'Re: {subject}'}
     mail = compose_mail(client, reply_args)
@@ -2916,7 +3339,7 @@ def reply_mail_command(client: GraphClient, args: dict) -> dict:
 def forward_email_command(client: GraphClient, args: dict) -> dict:
     """Forwards a message with a comment; through a draft so the forwarded mail's id is known."""
     user = mailbox_arg(client, args)
-    message_id = arg_text(args, 'message_id', required=True)
+    message_id = arg_id(args, 'message_id')
     mail = compose_mail(client, {**args, 'from': user})
     if not mail.message.get('toRecipients'):
         raise MailError("Missing argument 'to': give the addresses to forward to.")
@@ -2976,11 +3399,11 @@ def parse_first_fetch(value: str, now: datetime) -> datetime:
     """'15 minutes', '3 days', '2 weeks ago' or an ISO-8601 time."""
     text = (value or '').strip()
     match = RELATIVE_TIME.match(text)
-    if match:
-        return now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()])
     try:
+        if match:
+            return now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()])
         moment = datetime.fromisoformat(text.replace('Z', '+00:00'))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise MailError(f"Parameter 'First fetch timestamp' (first_fetch) must look like '15 minutes', '7 days' or "
                         f"2024-01-31T00:00:00Z, got {value!r}.") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
@@ -3257,7 +3680,7 @@ def attachment_file_name(attachment: dict, legacy_name: bool) -> str:
         name = f'{name}.eml'
     content_id = attachment.get('contentId')
     if attachment.get('isInline') and content_id and content_id != 'None' and not legacy_name:
-        return f'{content_id}-attachmentName-{name}'
+        return cap_file_name(clean_file_name(f'{content_id}-attachmentName-{name}'))
     return name
 
 
@@ -3274,7 +3697,8 @@ def save_fetched_attachments(client: GraphClient, user: str, messages: list[dict
             elif kind in (FILE_ATTACHMENT, ITEM_ATTACHMENT):
                 file_id, path = new_file_path()
                 try:
-                    client.download(f"{attachments_path(user, message['id'])}/{encode_id(attachment['id'])}/$value", path)
+                    client.download(f"{attachments_path(user, message['id'])}/{encode_id(attachment['id'])}/$value", path,
+                                    expected_size=attachment.get('size') if kind == FILE_ATTACHMENT else None)
                 except GraphError as exc:
                     skip_broken_attachment(exc.status, str(exc), target)
                     continue
@@ -4532,14 +4956,15 @@ COMMANDS: dict[str, Callable[[GraphClient, dict], Any]] = {
 
 def user_message(exc: Exception, command: str, redactor: SecretRedactor) -> str:
     if isinstance(exc, MailError):
-        return redactor.redact(str(exc))
-    return redactor.redact(f'Failed to execute {command}: unexpected {type(exc).__name__}: {exc}')
+        return cap_long_words(redactor.redact(str(exc)))
+    return cap_long_words(redactor.redact(f'Failed to execute {command}: unexpected {type(exc).__name__}: {exc}'))
 
 
 def main() -> None:
     command = demisto.command()
     params = demisto.params() or {}
     redactor = SecretRedactor(secrets_in_params(params))
+    install_redaction(redactor)
     demisto.debug(f'Command being called is {command}')
     try:
         # The platform does not allow the integration context inside test-module.
@@ -4548,11 +4973,12 @@ def main() -> None:
         if command == 'test-module':
             demisto.results(test_module_command(client, FetchSettings.from_params(params)))
         elif command == 'fetch-incidents':
+            client.set_deadline(FETCH_DEADLINE_SECONDS)
             next_run, incidents = fetch_incidents(client, demisto.getLastRun() or {}, FetchSettings.from_params(params))
             demisto.setLastRun(next_run)
-            demisto.incidents(incidents)
+            demisto.incidents(redactor.redact_value(incidents))
         elif command in COMMANDS:
-            demisto.results(COMMANDS[command](client, demisto.args() or {}))
+            demisto.results(redactor.redact_value(COMMANDS[command](client, demisto.args() or {})))
         else:
             raise NotImplementedError(f'Command {command} is not implemented.')
     except Exception as exc:

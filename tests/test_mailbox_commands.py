@@ -574,7 +574,7 @@ def test_get_attachment_file_names_are_sanitised_and_keep_their_extension(name, 
                                                                           in_tmp_dir):
     attachment = dict(load_json('mailbox/attachment_file.json'), name=name)
     url = _mock_single_attachment(requests_mock, attachment)
-    requests_mock.get(f'{url}/$value', content=b'data')
+    requests_mock.get(f'{url}/$value', content=PDF_BYTES)
     entry = mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': FILE_ATT_ID})[0]
     assert entry['File'] == expected
 
@@ -584,7 +584,7 @@ def test_get_attachment_long_names_keep_their_extension(client, requests_mock, i
     assert len(name) > 200
     attachment = dict(load_json('mailbox/attachment_file.json'), name=name)
     url = _mock_single_attachment(requests_mock, attachment)
-    requests_mock.get(f'{url}/$value', content=b'data')
+    requests_mock.get(f'{url}/$value', content=PDF_BYTES)
     entry = mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': FILE_ATT_ID})[0]
     assert entry['File'].endswith('.pdf'), entry['File']
     assert len(entry['File']) <= 255
@@ -595,7 +595,7 @@ def test_get_attachment_unnamed_file_gets_a_safe_name(name, client, requests_moc
     """The fallback for a missing name is the attachment id, which contains '/': it must be sanitised too."""
     attachment = dict(load_json('mailbox/attachment_file.json'), name=name)
     url = _mock_single_attachment(requests_mock, attachment)
-    requests_mock.get(f'{url}/$value', content=b'data')
+    requests_mock.get(f'{url}/$value', content=PDF_BYTES)
     entry = mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': FILE_ATT_ID})[0]
     assert entry['Type'] == mgm.ENTRY_FILE
     assert entry['File'] and '/' not in entry['File'] and '\\' not in entry['File'], entry['File']

@@ -601,11 +601,21 @@ class TestAttachmentArguments:
 class TestAttachmentSizes:
     """Under 3 MiB a file rides in the JSON; from exactly 3 MiB it goes through an upload session."""
 
-    def test_just_under_3_mib_goes_inline_in_sendmail(self, client, graph, war_room):
-        data = war_room.add('1@1', 'almost.bin', size=INLINE_LIMIT - 1)
+    def test_a_file_whose_base64_fits_the_json_limit_goes_inline_in_sendmail(self, client, graph, war_room):
+        size = (mgm.JSON_REQUEST_MAX_BYTES - 4096) * 3 // 4
+        data = war_room.add('1@1', 'almost.bin', size=size)
         mgm.send_mail_command(client, sendmail(attachIDs='1@1'))
         assert graph.trail() == ['POST /sendMail']
         assert base64.b64decode(sent_message(graph)['attachments'][0]['contentBytes']) == data
+        assert len(graph.requests('POST', '/sendMail')[0].body) <= mgm.JSON_REQUEST_MAX_BYTES
+
+    @pytest.mark.parametrize('size', [INLINE_LIMIT - 1, 3_130_000])
+    def test_just_under_3_mib_whose_base64_exceeds_the_json_limit_is_uploaded(self, client, graph, war_room, size):
+        """Regression (issue 9, finding 6): a 3 MiB - 1 file is 4 MiB of base64; Graph answers 413 to that JSON."""
+        war_room.add('1@1', 'almost.bin', size=size)
+        mgm.send_mail_command(client, sendmail(attachIDs='1@1', body='x' * 30_000))
+        assert graph.trail() == draft_flow_with_one_upload(1)
+        assert all(len(r.body or b'') <= mgm.JSON_REQUEST_MAX_BYTES for r in graph.requests('POST'))
 
     @pytest.mark.parametrize('size, ranges', [
         (INLINE_LIMIT, ['bytes 0-3145727/3145728']),
