@@ -835,7 +835,6 @@ class HttpSession:
         session = requests.Session()
         session.trust_env = self.session.trust_env
         session.verify = self.verify
-        session.max_redirects = 0
         base_request = session.request
 
         def request(method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -1486,8 +1485,16 @@ def mailbox_arg(client: GraphClient, args: dict, name: str = 'user_id') -> str:
                         "'Email address from which to fetch incidents'.")
     if ',' in user:
         raise argument_error(name, 'one mailbox', user)
-    path_segment(user, name, safe='@')
+    check_mailbox(user, name)
     return user
+
+
+def check_mailbox(user: str, argument: str) -> None:
+    """A mailbox (UPN, address or object id) as one path segment; '%' and '?' are in neither, so they are refused
+    rather than encoded ('#' is kept: guest UPNs contain #EXT#)."""
+    if '%' in user or '?' in user:
+        raise argument_error(argument, 'a mailbox (user principal name or user id)', user)
+    path_segment(user, argument, safe='@')
 
 
 def arg_id(args: dict, name: str, required: bool = True) -> str:
@@ -1761,7 +1768,7 @@ def check_next_page(client: GraphClient, link: str, user: str, in_folder: bool) 
     """A next_page link is followed with the app's token, so it must be an absolute https link on the configured
     Graph host to the collection this command lists: /v1.0/users/{user}/messages, or .../mailFolders/{id}/messages
     when folder_id is given. Anything else (a relative path, another resource, dot segments) is refused."""
-    expected = f"/{GRAPH_API_VERSION}/users/{user}/{'mailFolders/{folder}/' if in_folder else ''}messages"
+    expected = f"/{GRAPH_API_VERSION}/users/{user}/{'mailFolders/{folder}/' if in_folder else '[mailFolders/{folder}/]'}messages"
     problem = f'an absolute https link returned in MSGraphMail.NextPage for {expected}'
     parsed = urllib.parse.urlparse(link)
     graph = urllib.parse.urlparse(client.endpoints.graph_base)
@@ -1772,10 +1779,10 @@ def check_next_page(client: GraphClient, link: str, user: str, in_folder: bool) 
     decoded = [urllib.parse.unquote(s) for s in segments]
     if any(s in ('.', '..') or '/' in s or '\\' in s for s in decoded[1:]):
         raise argument_error('next_page', problem, link)
-    shape = ['', GRAPH_API_VERSION, 'users', None, 'mailFolders', None, 'messages'] if in_folder else \
-        ['', GRAPH_API_VERSION, 'users', None, 'messages']
-    if len(decoded) != len(shape) or any(want is not None and got.lower() != want.lower()
-                                         for got, want in zip(decoded, shape)):
+    in_a_folder = ['', GRAPH_API_VERSION, 'users', None, 'mailFolders', None, 'messages']
+    shapes = [in_a_folder] if in_folder else [in_a_folder, ['', GRAPH_API_VERSION, 'users', None, 'messages']]
+    if not any(len(decoded) == len(shape) and all(want is None or got.lower() == want.lower()
+                                                  for got, want in zip(decoded, shape)) for shape in shapes):
         raise argument_error('next_page', problem, link)
     if decoded[3].lower() != user.lower():
         raise argument_error('next_page', f'a link for the mailbox {user} (user_id)', link)
@@ -2058,6 +2065,8 @@ def update_email_status_command(client: GraphClient, args: dict) -> list[dict]:
     if not message_ids:
         raise MailError("Missing argument 'message_ids': give one or more message ids, comma separated.")
     status = arg_choice(args, 'status', ('Read', 'Unread'), '')
+    for message_id in message_ids:
+        encode_id(message_id, 'message_ids')
     unique_ids = list(dict.fromkeys(message_ids))
     items = [BatchItem(id=str(i), method='PATCH', url=message_path(user, mid), body={'isRead': status == 'Read'})
              for i, mid in enumerate(unique_ids)]
@@ -2982,6 +2991,7 @@ def compose_mail(client: GraphClient, args: dict, require_recipients: bool = Tru
     sender = arg_text(args, 'from') or client.default_user
     if not sender:
         raise MailError("Missing argument 'from': give the mailbox to send from, or configure the fetch mailbox.")
+    check_mailbox(sender, 'from')
     message: dict[str, Any] = {}
     for argument, field_name in (('to', 'toRecipients'), ('cc', 'ccRecipients'), ('bcc', 'bccRecipients'),
                                  ('replyTo', 'replyTo')):
@@ -3285,6 +3295,7 @@ def send_draft_command(client: GraphClient, args: dict) -> dict:
     sender = arg_text(args, 'from') or client.default_user
     if not sender:
         raise MailError("Missing argument 'from': the mailbox that holds the draft.")
+    check_mailbox(sender, 'from')
     try:
         client.post(f'{message_path(sender, draft_id)}/send')
     except GraphError as exc:

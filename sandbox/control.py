@@ -44,7 +44,7 @@ class Controller:
 
     def add_fault(self, **rule: Any) -> int:
         allowed = {"path_regex", "methods", "status", "retry_after", "every_nth", "count", "delay_ms",
-                   "in_batch", "body"}
+                   "in_batch", "body", "location", "echo_authorization"}
         unknown = set(rule) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")

@@ -51,11 +51,11 @@ from .store import (
 from .views import View, attachment_json, message_json, text_to_html
 
 MB = 1024 * 1024
-# JSON bodies of sendMail, create message, add attachment. Graph does not document the exact limit; Microsoft's
-# guidance (files under 3 MB may be posted) implies a lone file just under 3 MiB, base64-encoded, fits.
-MAX_REQUEST_BYTES = 4 * MB + 64 * 1024
+# JSON bodies of sendMail, create message, add attachment: Graph answers 413 to bodies of about 4 MB (a 3 MiB - 1
+# file is 4 MiB of base64 and is refused), so the sandbox refuses anything above 4,000,000 bytes.
+MAX_REQUEST_BYTES = 4_000_000
 MAX_POSTED_ATTACHMENT_BYTES = 3 * MB  # larger files need an upload session
-MIN_UPLOAD_BYTES = 3 * MB  # Graph refuses upload sessions for smaller files
+MIN_UPLOAD_BYTES = 2 * MB  # Graph refuses upload sessions for smaller files (observed: 2 MiB)
 MAX_UPLOAD_BYTES = 150 * MB
 MAX_CHUNK_BYTES = 4 * MB
 MAX_CUSTOM_HEADERS = 5

@@ -39,6 +39,8 @@ class FaultRule:
     delay_ms: int = 0
     in_batch: bool = False
     body: Any = None
+    location: str | None = None
+    echo_authorization: bool = False
     matched: int = 0
     applied: int = 0
     _pattern: re.Pattern = field(init=False, repr=False)
@@ -49,6 +51,8 @@ class FaultRule:
             raise ValueError("every_nth must be >= 1")
         if self.status is None and not self.delay_ms:
             raise ValueError("a fault needs a status, a delay_ms, or both")
+        if self.location is not None and not (self.status and 300 <= self.status < 400):
+            raise ValueError("location needs a 3xx status")
 
     def matches(self, method: str, path: str, in_batch: bool) -> bool:
         if in_batch and not self.in_batch:
@@ -65,6 +69,7 @@ class FaultRule:
                 "methods": sorted(self.methods) if self.methods else None, "status": self.status,
                 "retry_after": self.retry_after, "every_nth": self.every_nth, "count": self.count,
                 "delay_ms": self.delay_ms, "in_batch": self.in_batch, "body": self.body,
+                "location": self.location, "echo_authorization": self.echo_authorization,
                 "matched": self.matched, "applied": self.applied}
 
 
@@ -79,13 +84,14 @@ class FaultInjector:
     def add(self, path_regex: str = ".*", methods: list[str] | str | None = None,
             status: int | None = None, retry_after: float | None = None, every_nth: int = 1,
             count: int | None = None, delay_ms: int = 0, in_batch: bool = False,
-            body: Any = None) -> int:
+            body: Any = None, location: str | None = None, echo_authorization: bool = False) -> int:
         if isinstance(methods, str):
             methods = [methods]
         method_set = frozenset(m.upper() for m in methods) if methods else None
         with self._lock:
             rule = FaultRule(self._next_id, path_regex, method_set, status, retry_after,
-                             int(every_nth), count, int(delay_ms or 0), bool(in_batch), body)
+                             int(every_nth), count, int(delay_ms or 0), bool(in_batch), body, location,
+                             bool(echo_authorization))
             self._next_id += 1
             self._rules.append(rule)
             return rule.id
@@ -125,6 +131,17 @@ def fault_response(rule: FaultRule, request: Request) -> Response:
     if rule.retry_after is not None:
         retry = rule.retry_after
         headers.append(("Retry-After", str(int(retry)) if float(retry).is_integer() else str(retry)))
+    if rule.location is not None:
+        # A redirect: a client that follows it re-sends the request (a 307/308 with its body) to `location`.
+        headers.append(("Location", rule.location))
+        return Response(rule.status, b"", [("Content-Type", "text/plain; charset=utf-8"), *headers])
+    if rule.echo_authorization:
+        # A careless server or proxy quoting the caller's credentials back in its error message.
+        authorization = request.headers.get("Authorization") or ""
+        code, _ = _GRAPH_FAULTS.get(rule.status, ("SandboxInjectedFault", "Injected fault."))
+        body = graph_error_body(code, f"Rejected request with Authorization: {authorization}", request.request_id,
+                                request.client_request_id)
+        return Response.json(body, rule.status, headers, content_type=PLAIN_JSON)
     if rule.body is not None:
         if isinstance(rule.body, (dict, list)):
             return Response.json(rule.body, rule.status, headers, content_type=PLAIN_JSON)

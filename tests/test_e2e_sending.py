@@ -264,7 +264,7 @@ def test_sandbox_upload_url_is_pre_authenticated_ordered_and_chunk_limited(graph
     assert draft.status_code == 201 and draft.json()['isDraft'] is True
     item = f"{base}/{draft.json()['id'].replace('/', '-')}"
     small = graph.post(f'{item}/attachments/createUploadSession',
-                       json={'AttachmentItem': {'attachmentType': 'file', 'name': 'a.bin', 'size': 3 * MiB - 1}})
+                       json={'AttachmentItem': {'attachmentType': 'file', 'name': 'a.bin', 'size': 2 * MiB - 1}})
     assert small.status_code == 400
     assert small.json()['error']['code'] == 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize'
     size = 9 * MiB
