@@ -2887,11 +2887,16 @@ def parse_recipients(args: dict, name: str) -> list[dict]:
             parsed = email.utils.getaddresses([item])
         except (RecursionError, ValueError, IndexError):
             raise argument_error(name, 'email addresses separated by commas', item) from None
+        position = 0
         for display, address in parsed:
             if not display and not address:
                 continue  # an empty place between commas
-            if not is_email_address(address or ''):
+            # The parser folds whitespace ('bob@con toso.com' -> 'bob@contoso.com'): each address must be in the
+            # text as written, in order (one forward search, linear).
+            found = item.find(address, position) if address else -1
+            if found < 0 or not is_email_address(address):
                 raise argument_error(name, 'email addresses separated by commas', address or item)
+            position = found + len(address)
             entry = {'address': address}
             if display:
                 entry['name'] = display

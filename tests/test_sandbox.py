@@ -536,6 +536,36 @@ def test_faults_every_nth_count_and_retry_after(sb, graph):
     assert time.perf_counter() - started >= 0.15
 
 
+def test_fault_redirect_answers_3xx_with_location_and_is_not_followed_by_itself(sb, graph):
+    target = sb.base_url + "/elsewhere"
+    sb.add_fault(path_regex=r"/sendMail$", status=307, location=target, count=1)
+    answer = graph.post(f"/users/{ALICE}/sendMail", json={"message": {}}, allow_redirects=False)
+    assert answer.status_code == 307 and answer.headers["Location"] == target and answer.content == b""
+    with pytest.raises(ValueError):
+        sb.add_fault(path_regex="x", status=400, location=target)
+
+
+def test_fault_echo_authorization_quotes_the_callers_header(sb, graph):
+    sb.add_fault(path_regex=r"/mailFolders$", status=400, echo_authorization=True, count=1)
+    answer = graph.get(f"/users/{ALICE}/mailFolders")
+    assert answer.status_code == 400
+    assert graph.headers["Authorization"] in answer.json()["error"]["message"]
+    assert answer.json()["error"]["code"] == "BadRequest"
+
+
+def test_json_bodies_above_4_000_000_bytes_get_413(sb, graph):
+    """Graph refuses a JSON body of about 4 MB; the sandbox refuses above the integration's budget, no later."""
+    message = {"subject": "big", "toRecipients": [{"emailAddress": {"address": BOB}}],
+               "body": {"contentType": "Text", "content": ""}}
+    envelope = len(json.dumps({"message": message, "saveToSentItems": False}).encode())
+    for size, status in ((4_000_000, 202), (4_000_001, 413)):
+        message["body"]["content"] = "x" * (size - envelope)
+        body = json.dumps({"message": message, "saveToSentItems": False}).encode()
+        assert len(body) == size
+        answer = graph.post(f"/users/{ALICE}/sendMail", data=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == status, answer.text[:200]
+
+
 def test_stats_keys_and_log(sb, http, graph):
     sb.reset_stats()
     app = msal_app(sb, sb.info["client_secret"])
