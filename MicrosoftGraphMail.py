@@ -1540,32 +1540,39 @@ def parse_message(message: dict, user_id: str, include_body: bool = True) -> dic
 # HTML to text runs on attacker-written mail inside fetch, so every step is linear in the body's length: hidden
 # parts are found with str.find (never a lazy regex that rescans the rest of the body for each opening tag),
 # and tags are matched up to the next '<' so an unclosed '<' costs one scan.
-HIDDEN_PART_START = re.compile(r'<!--|<(script|style|head)\b')
+HIDDEN_ELEMENTS = ('script', 'style', 'head')
 LINE_BREAK_TAG = re.compile(r'<br\b[^<>]*>|</(?:p|div|tr|li|h[1-6])\s*>', re.I)
 ANY_TAG = re.compile(r'<[^<>]+>')
 ASCII_LOWER = str.maketrans('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 
 
+def hidden_part_start(elements: Iterable[str]) -> re.Pattern:
+    names = '|'.join(elements)
+    return re.compile(f'<!--|<({names})\\b' if names else '<!--')
+
+
 def without_hidden_parts(html: str) -> str:
     """The HTML without comments and <script>, <style> and <head> elements. An unclosed <script>, <style> or
-    comment hides the rest of the body, as in a browser; an unclosed <head> hides nothing."""
+    comment hides the rest of the body, as in a browser; an unclosed <head> hides nothing, and once one <head> is
+    known to be unclosed no later one is searched for (that search would rescan the rest of the body each time)."""
     lower = html.translate(ASCII_LOWER)  # same length as html, unlike str.lower()
-    parts, position, unclosed = [], 0, set()
-    for start in HIDDEN_PART_START.finditer(lower):
-        if start.start() < position:
-            continue
+    elements = list(HIDDEN_ELEMENTS)
+    pattern = hidden_part_start(elements)
+    parts, position, search_from = [], 0, 0
+    while True:
+        start = pattern.search(lower, search_from)
+        if not start:
+            break
         name = start.group(1) or '!--'
-        closing = '-->' if name == '!--' else f'</{name}'
-        end = -1 if closing in unclosed else lower.find(closing, start.end())
-        if end < 0:
-            unclosed.add(closing)  # no later opening of this kind can be closed either: never search again
-            if name == 'head':
-                continue
-            parts.append(html[position:start.start()])
-            return ' '.join(parts)
-        end = end + 3 if name == '!--' else lower.find('>', end) + 1 or len(html)
+        end = lower.find('-->' if name == '!--' else f'</{name}', start.end())
+        if end < 0 and name == 'head':
+            elements.remove('head')
+            pattern, search_from = hidden_part_start(elements), start.end()
+            continue
         parts.append(html[position:start.start()])
-        position = end
+        if end < 0:
+            return ' '.join(parts)
+        position = search_from = end + 3 if name == '!--' else lower.find('>', end) + 1 or len(html)
     parts.append(html[position:])
     return ' '.join(parts)
 
