@@ -59,11 +59,10 @@ BATCH_MAX_REQUESTS = 20
 # one $batch in parallel, so a $batch "costs" up to 4 of those.
 APP_CONCURRENT_REQUESTS = 4
 BATCH_PARALLEL_SUBREQUESTS = 4
-DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 # Limits that hold whatever the input (README "Security").
 COMMAND_DEADLINE_SECONDS = 240.0        # XSOAR stops a command after 5 minutes by default
 FETCH_DEADLINE_SECONDS = 50.0           # fetch runs every minute by default: end before the next run
-DOWNLOAD_READ_BYTES = 64 * 1024         # small reads, so a dripping server is noticed between them
+DOWNLOAD_CHUNK_BYTES = 64 * 1024        # small reads, so a dripping server is noticed between them
 DOWNLOAD_PROGRESS_WINDOW_SECONDS = 30.0
 DOWNLOAD_MIN_BYTES_PER_WINDOW = 1024 * 1024
 DOWNLOAD_SIZE_SLACK_BYTES = 4096
@@ -1129,7 +1128,7 @@ class GraphClient:
             with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, \
                     open(destination, 'wb') as handle:
                 progress = DownloadProgress(self.retry.clock)
-                for chunk in response.iter_content(DOWNLOAD_READ_BYTES):
+                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
                     handle.write(chunk)
                     size += len(chunk)
                     if self.remaining_seconds() <= 0:

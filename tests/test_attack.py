@@ -323,3 +323,65 @@ def test_debug_logs_never_show_an_upload_url_token(clean, monkeypatch, caplog, t
     assert not errors_of(entries), entries
     assert 'authtoken=<redacted>' in caplog.text
     assert not re.search(r'authtoken=(?!<redacted>)', caplog.text)
+
+
+# ---------------------------------------------------------------- through the command line
+def cli_instance(sandbox, tmp_path, **params):
+    from tests.e2e_support import Instance
+    return Instance(sandbox, tmp_path / 'cli', **params)
+
+
+def test_cli_a_hostile_mail_is_fetched_quickly_and_completely(clean, tmp_path, monkeypatch):
+    """Regression (findings 2 and 5): an unclosed <script> body stalled fetch for minutes; a 200-character CJK
+    attachment name failed it with 'File name too long' and left orphan files."""
+    sandbox = clean.sandbox
+    folder = f'hostile-{os.getpid()}'
+    sandbox.reset()
+    created = mgm_folder(sandbox, folder)
+    sandbox.add_message(BOB, f'Inbox/{folder}', subject='x\r\nBcc: victim@contoso.com',
+                        body='<html><body>Pay now<script>' + 'a' * 1_000_000,
+                        headers={'X-Evil': 'Bearer eyJfake.token.value', 'Received': '..\\..\\x'},
+                        attachments=[{'name': '報' * 200 + '.pdf', 'content': 'pdf'},
+                                     {'name': 'é' * 128 + '.docx', 'content': 'doc', 'isInline': True,
+                                      'contentId': '報' * 120},
+                                     {'name': '../../../etc/passwd', 'content': 'root'}])
+    assert created
+    instance = cli_instance(sandbox, tmp_path, isFetch=True, mailbox_to_fetch=BOB, folder_to_fetch=f'Inbox/{folder}',
+                            first_fetch='1 day')
+    monkeypatch.setenv('MGM_LOG_LEVEL', 'DEBUG')
+    result = instance.run('fetch-incidents', timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    incidents = result.incidents
+    assert len(incidents) == 1 and incidents[0]['details'].startswith('Pay now')
+    names = [a['name'] for a in incidents[0]['attachment']]
+    assert len(names) == 3 and all(len(n.encode()) <= mgm.MAX_FILE_NAME_BYTES for n in names)
+    assert names[0].endswith('.pdf') and names[1].endswith('.docx') and names[2] == 'passwd'
+    files = sorted(p.name for p in instance.out_dir.iterdir())
+    assert len(files) == 3 and all(Path(a['localPath']).parent == instance.out_dir.resolve()
+                                   for a in incidents[0]['attachment'])
+    for secret in (sandbox.info['client_secret'], instance.state()['integration_context']['auth']['access_token']):
+        assert secret not in result.stdout and secret not in result.stderr
+
+
+def mgm_folder(sandbox, name: str) -> bool:
+    import requests
+    token = sandbox.issue_token()
+    answer = requests.post(f'{sandbox.base_url}/v1.0/users/{BOB}/mailFolders/inbox/childFolders',
+                           json={'displayName': name}, headers={'Authorization': f'Bearer {token}'},
+                           verify=sandbox.ca_path, timeout=30)
+    return answer.status_code == 201
+
+
+def test_cli_debug_output_and_errors_hold_no_secret(clean, tmp_path, monkeypatch):
+    """Regression (finding 4) through the CLI at MGM_LOG_LEVEL=DEBUG: an error body echoing the token, urllib3's
+    request lines and the traceback are all redacted."""
+    sandbox = clean.sandbox
+    instance = cli_instance(sandbox, tmp_path)
+    monkeypatch.setenv('MGM_LOG_LEVEL', 'DEBUG')
+    assert instance.run('msgraph-mail-list-folders', user_id=ALICE).returncode == 0
+    token = instance.state()['integration_context']['auth']['access_token']
+    sandbox.add_fault(r'/mailFolders$', status=400, echo_authorization=True)
+    result = instance.run('msgraph-mail-list-folders', as_json=False, user_id=ALICE)
+    assert result.returncode == 1 and 'Bearer <redacted>' in result.stderr
+    everything = result.stdout + result.stderr
+    assert token not in everything and sandbox.info['client_secret'] not in everything
