@@ -503,7 +503,10 @@ class FetchSettings:
                 raise MailError(f"Parameter '{name}' must be from {minimum} to {maximum}, got {value!r}.")
             return parsed
 
-        return cls(enabled=param_bool(params, 'isFetch'), mailbox=(params.get('mailbox_to_fetch') or '').strip(),
+        mailbox = (params.get('mailbox_to_fetch') or '').strip()
+        if mailbox:
+            path_segment(mailbox, 'mailbox_to_fetch', safe='@')
+        return cls(enabled=param_bool(params, 'isFetch'), mailbox=mailbox,
                    folder=(params.get('folder_to_fetch') or 'Inbox').strip(),
                    first_fetch=(params.get('first_fetch') or '15 minutes').strip(),
                    limit=number('fetch_limit', 50, 1, 1000), look_back_minutes=number('look_back', 0, 0, 60 * 24 * 30),
@@ -4985,7 +4988,7 @@ def user_message(exc: Exception, command: str, redactor: SecretRedactor) -> str:
 def main() -> None:
     command = demisto.command()
     params = demisto.params() or {}
-    redactor = SecretRedactor(secrets_in_params(params))
+    redactor = SecretRedactor(secrets_in_params(params) + [os.environ.get('IDENTITY_HEADER') or ''])
     install_redaction(redactor)
     demisto.debug(f'Command being called is {command}')
     try:

@@ -354,3 +354,8 @@ def test_a_quoted_display_name_with_a_comma_is_one_address():
 def test_what_is_not_an_address_is_refused(value):
     with pytest.raises(mgm.MailError, match="Invalid argument 'to'"):
         mgm.parse_recipients({'to': value}, 'to')
+
+
+def test_a_hostile_fetch_mailbox_parameter_is_refused_by_its_name():
+    with pytest.raises(mgm.MailError, match="'mailbox_to_fetch'"):
+        mgm.FetchSettings.from_params({'mailbox_to_fetch': '../..'})
