@@ -1341,7 +1341,8 @@ class _BatchRun:
             if answer.get('status') in (429, 503):
                 after = retry_after_seconds(answer.get('headers'))
                 delay = retry.backoff(pending.attempts) if after is None else after
-                if pending.attempts + 1 < retry.max_attempts and pending.waited + delay <= retry.wait_budget_seconds:
+                if pending.attempts + 1 < retry.max_attempts and pending.waited + delay <= retry.wait_budget_seconds \
+                        and self.client.fits_deadline(delay):  # never wait past the command's deadline
                     pending.attempts += 1
                     pending.waited += delay
                     self._order += 1
@@ -2785,6 +2786,7 @@ UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 # Files are combined into one JSON request (sendMail, a draft) only while their base64 form and the body fit
 # about 4 MB. Graph does not document the exact limit; its guidance implies a lone file under 3 MiB fits.
 JSON_REQUEST_ENVELOPE_BYTES = 1024  # sendMail's {"message": ..., "saveToSentItems": true}, a reply's comment field
+JSON_ATTACHMENT_FIELDS_BYTES = 512  # an attachment's fields besides its content (a typical name and content id)
 MAX_CUSTOM_HEADERS = 5
 # Inline images: each <img ...> tag is found first (up to the next '<' or '>', linear), then its src is matched
 # inside that tag only; a regex spanning the body would rescan the rest of it for every '<img'.
@@ -3041,20 +3043,20 @@ def compose_mail(client: GraphClient, args: dict, require_recipients: bool = Tru
 def single_request_file_limit() -> int:
     """About the largest file one JSON request carries (base64 grows it by a third): all a cloud without upload
     sessions can attach."""
-    return min(INLINE_ATTACHMENT_MAX_BYTES - 1, JSON_ATTACHMENT_BUDGET_BYTES // 4 * 3)
+    return min(INLINE_ATTACHMENT_MAX_BYTES - 1,
+               (JSON_REQUEST_MAX_BYTES - JSON_REQUEST_ENVELOPE_BYTES - JSON_ATTACHMENT_FIELDS_BYTES) // 4 * 3)
 
 
 def refuse_upload_sessions(endpoints: Endpoints, attachments: list[OutgoingAttachment]) -> None:
     """In a cloud without upload sessions (US Gov) a file that does not fit one JSON request cannot be attached:
     refused before any draft exists."""
-    too_large = [a for a in attachments
-                 if a.needs_upload_session or a.encoded_size > JSON_ATTACHMENT_BUDGET_BYTES]
+    too_large = [a for a in attachments if a.needs_upload_session]
     if too_large and not endpoints.capabilities.upload_sessions:
         files = ', '.join(f"'{a.name}' ({a.size} bytes)" for a in too_large)
         require_capability(endpoints, 'upload_sessions', f'Attaching files that need an upload session ({files})',
                            f'Without upload sessions each file must fit one request: under '
                            f'{INLINE_ATTACHMENT_MAX_BYTES // (1024 * 1024)} MB (about {single_request_file_limit()} '
-                           f'bytes at most) and, base64-encoded, within the {JSON_ATTACHMENT_BUDGET_BYTES}-byte request '
+                           f'bytes at most) and, base64-encoded, within the {JSON_REQUEST_MAX_BYTES}-byte request '
                            'limit. Nothing was created or sent. Share a larger file by a link instead, or split it.')
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import MicrosoftGraphMail as mgm
+
 from sandbox import Sandbox
 from tests.e2e_support import Instance, context_value
 from tests.test_e2e_fetch import Fetcher, Mails, assert_exactly_once, create_folder, iso, pdf, raw, utc_now
@@ -83,7 +85,7 @@ def test_usgov_a_5_mb_attachment_is_refused_before_anything_is_written(gov, usgo
                           ('msgraph-mail-create-draft', {'from': ALICE, 'subject': 'Too big', 'attachIDs': str(big)})):
         message = error_text(gov.run(command, **args))
         assert US_GOV in message and 'upload session' in message and "'scan.bin'" in message
-        assert str(3 * MiB - 1) in message and 'Nothing was created or sent' in message
+        assert str(mgm.single_request_file_limit()) in message and 'Nothing was created or sent' in message
     assert graph_log(usgov) == []  # not a single Graph request, so certainly no write
     assert folder_messages(usgov, ALICE, 'Drafts') == drafts_before
     assert 'Too big' not in [m['subject'] for m in folder_messages(usgov, BOB, 'Inbox')]

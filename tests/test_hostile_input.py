@@ -359,3 +359,18 @@ def test_what_is_not_an_address_is_refused(value):
 def test_a_hostile_fetch_mailbox_parameter_is_refused_by_its_name():
     with pytest.raises(mgm.MailError, match="'mailbox_to_fetch'"):
         mgm.FetchSettings.from_params({'mailbox_to_fetch': '../..'})
+
+
+def test_throttled_batch_items_are_not_retried_past_the_deadline(requests_mock):
+    """A 429 storm on $batch items ends with their last answer once the next wait would pass the deadline."""
+    clock = FakeClock()
+    client = clocked_client(clock, deadline=30)
+
+    def answer(request, context):
+        return {'responses': [{'id': r['id'], 'status': 429, 'headers': {'Retry-After': '20'}, 'body': {}}
+                              for r in request.json()['requests']]}
+
+    route = requests_mock.post(f'{GRAPH}/$batch', json=answer)
+    clock.now += 15  # half of the deadline is spent already
+    results = client.batch([mgm.BatchItem('1', 'GET', f'users/{USER}/messages/AAMk')])
+    assert results['1']['status'] == 429 and route.call_count == 1
