@@ -3707,7 +3707,7 @@ def attachment_file_name(attachment: dict, legacy_name: bool) -> str:
         name = f'{name}.eml'
     content_id = attachment.get('contentId')
     if attachment.get('isInline') and content_id and content_id != 'None' and not legacy_name:
-        return cap_file_name(clean_file_name(f'{content_id}-attachmentName-{name}'))
+        return cap_file_name(f'{content_id}-attachmentName-{name}')
     return name
 
 
