@@ -4050,9 +4050,8 @@ def mailbox_scope_from_args(args: dict) -> MailboxScope:
                         "transitive members) or 'all_mailboxes=true'" +
                         (f"; got {', '.join(given)}." if given else '.'))
     if mailboxes:
-        bad = [m for m in mailboxes if not MAILBOX_PATTERN.match(m)]
-        if bad:
-            raise argument_error('mailboxes', 'UPNs or user ids separated by commas', bad[0])
+        for mailbox in mailboxes:
+            check_mailbox(mailbox, 'mailboxes')  # the one path-segment gate (dot segments, slashes, controls)
         return MailboxScope('mailboxes', ','.join(dict.fromkeys(mailboxes)))
     if group:
         if not GUID_PATTERN.match(group):
@@ -4061,7 +4060,6 @@ def mailbox_scope_from_args(args: dict) -> MailboxScope:
     return MailboxScope('all', '')
 
 
-MAILBOX_PATTERN = re.compile(r'^[^\s/\\?#,]{1,320}$')
 GUID_PATTERN = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
 
 

@@ -29,6 +29,10 @@ FOLDER_LOOKUP = {f'GET {USER}/mailFolders', f'GET {FOLDER}/childFolders', f'GET 
 DRAFT_FLOW = {f'POST {USER}/messages', f'POST {MESSAGE}/attachments', f'POST {MESSAGE}/attachments/createUploadSession',
               'PUT /upload/{session}', f'POST {MESSAGE}/send', f'DELETE {MESSAGE}', f'GET {MESSAGE}'}
 
+CAMPAIGN = {'GET /v1.0/users', 'POST /v1.0/$batch', f'GET {USER}/messages', f'GET {FOLDER}/messages', f'GET {MESSAGE}',
+            f'POST {MESSAGE}/move', f'DELETE {MESSAGE}', f'POST {MESSAGE}/permanentDelete',
+            'GET /v1.0/groups/{group}/transitiveMembers/microsoft.graph.user'}
+
 # The route templates each command may reach; anything else (a dot segment that climbed to the user, another
 # resource, an unmatched path) is a steered request.
 ALLOWED = {
@@ -57,6 +61,9 @@ ALLOWED = {
     'msgraph-mail-reply-to': DRAFT_FLOW | {f'POST {MESSAGE}/reply', f'POST {MESSAGE}/createReply'},
     'reply-mail': DRAFT_FLOW | {f'POST {MESSAGE}/createReply'},
     'msgraph-mail-forward-email': DRAFT_FLOW | {f'POST {MESSAGE}/createForward'},
+    'msgraph-mail-search-mailboxes': CAMPAIGN,
+    'msgraph-mail-remediate-emails': CAMPAIGN | FOLDER_LOOKUP,
+    'msgraph-mail-undo-remediation': CAMPAIGN | FOLDER_LOOKUP,
 }
 MUTATING = {'DELETE', 'PATCH', 'POST', 'PUT'}
 
@@ -78,7 +85,7 @@ def yml_commands() -> dict:
 
 COMMANDS = yml_commands()
 ID_ARGUMENTS = {'message_id', 'attachment_id', 'rule_id', 'draft_id', 'ID', 'inReplyTo', 'folder_id',
-                'parent_folder_id', 'destination_folder_id', 'message_ids'}
+                'parent_folder_id', 'destination_folder_id', 'message_ids', 'group_id', 'mailboxes'}
 USER_ARGUMENTS = {'user_id', 'from'}
 
 
@@ -172,7 +179,7 @@ def id_cases():
 def test_hostile_ids_never_leave_their_path_segment(attack, monkeypatch, command, argument, value):
     before = attack.snapshot()
     entries = attack.run(monkeypatch, command, {**attack.base_args(command), argument: value})
-    assert_safe(attack, command, entries)
+    assert_safe(attack, command, entries, user=value.strip() if argument == 'mailboxes' else ALICE)
     errors = errors_of(entries)
     if errors and not any(r['method'] in MUTATING and r['status'] < 300 for r in attack.sandbox.log()):
         assert attack.snapshot() == before

@@ -220,8 +220,9 @@ def test_json_escaping_counts_toward_the_budget():
 # ---------------------------------------------------------------- finding 7: truncated downloads
 def test_a_download_shorter_than_the_attachment_is_an_error_and_leaves_no_file(client, requests_mock, in_tmp_dir):
     url = f'{GRAPH}/users/{USER}/messages/AAMk/attachments/ATT'
-    requests_mock.get(url, json={'@odata.type': mgm.FILE_ATTACHMENT, 'id': 'ATT', 'name': 'big.bin',
-                                 'size': 5 * 1024 * 1024})
+    metadata = {'@odata.type': mgm.FILE_ATTACHMENT, 'id': 'ATT', 'name': 'big.bin', 'size': 5 * 1024 * 1024}
+    requests_mock.get(url, json=metadata)
+    requests_mock.get(f'{GRAPH}/users/{USER}/messages/AAMk/attachments', json={'value': [metadata]})
     requests_mock.get(f'{url}/$value', content=b'x' * (1024 * 1024))
     with pytest.raises(mgm.TransportError, match='1048576 bytes, but the attachment has 5242880'):
         mgm.get_attachment_command(client, {'user_id': USER, 'message_id': 'AAMk', 'attachment_id': 'ATT'})
