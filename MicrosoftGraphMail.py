@@ -2164,10 +2164,10 @@ def without_odata(item: dict) -> dict:
 def rule_recipient(item: Any) -> Optional[dict]:
     """A recipient given as an address or as Graph's {"emailAddress": {"address": ...}}; None if it is neither."""
     if isinstance(item, str):
-        return {'emailAddress': {'address': item.strip()}} if EMAIL_ADDRESS.match(item.strip()) else None
+        return {'emailAddress': {'address': item.strip()}} if is_email_address(item.strip()) else None
     address = item.get('emailAddress') if isinstance(item, dict) and set(item) == {'emailAddress'} else None
     if not isinstance(address, dict) or not set(address) <= {'address', 'name'} or \
-            not isinstance(address.get('address'), str) or not EMAIL_ADDRESS.match(address['address'].strip()):
+            not isinstance(address.get('address'), str) or not is_email_address(address["address"].strip()):
         return None
     if 'name' in address and not isinstance(address['name'], str):
         return None
@@ -2309,7 +2309,7 @@ def create_rule_command(client: GraphClient, args: dict) -> dict:
 def update_rule_command(client: GraphClient, args: dict) -> dict:
     require_inbox_rules(client)
     user = mailbox_arg(client, args)
-    rule_id = arg_text(args, 'rule_id', required=True)
+    rule_id = arg_id(args, 'rule_id')
     body = rule_fields_from_args(args, creating=False)
     try:
         if 'actions' in body:
@@ -2726,7 +2726,7 @@ def mailtips_addresses(args: dict) -> list[str]:
     if not addresses:
         raise MailError("Missing argument 'email_address': give one or more email addresses, comma separated.")
     for address in addresses:
-        if not EMAIL_ADDRESS.match(address):
+        if not is_email_address(address):
             raise argument_error('email_address', 'email addresses separated by commas', address)
     if len(addresses) > MAILTIPS_MAX_ADDRESSES:
         raise argument_error('email_address', f'at most {MAILTIPS_MAX_ADDRESSES} addresses per call', len(addresses))
@@ -2762,6 +2762,8 @@ def get_mailtips_command(client: GraphClient, args: dict) -> dict:
     asker = arg_text(args, 'user_id') or client.default_user
     if ',' in asker:
         raise argument_error('user_id', 'one mailbox (the sender that asks)', asker)
+    if asker:
+        check_mailbox(asker, 'user_id')
     if not asker:
         tips = mailtips_asking_themselves(client, addresses)
     else:

@@ -33,6 +33,8 @@ CAMPAIGN = {'GET /v1.0/users', 'POST /v1.0/$batch', f'GET {USER}/messages', f'GE
             f'POST {MESSAGE}/move', f'DELETE {MESSAGE}', f'POST {MESSAGE}/permanentDelete',
             'GET /v1.0/groups/{group}/transitiveMembers/microsoft.graph.user'}
 
+RULES = FOLDER_LOOKUP | {f'GET {FOLDER}/messageRules', f'GET {FOLDER}/messageRules/{{rule}}', 'GET /v1.0/domains'}
+
 # The route templates each command may reach; anything else (a dot segment that climbed to the user, another
 # resource, an unmatched path) is a steered request.
 ALLOWED = {
@@ -61,6 +63,11 @@ ALLOWED = {
     'msgraph-mail-reply-to': DRAFT_FLOW | {f'POST {MESSAGE}/reply', f'POST {MESSAGE}/createReply'},
     'reply-mail': DRAFT_FLOW | {f'POST {MESSAGE}/createReply'},
     'msgraph-mail-forward-email': DRAFT_FLOW | {f'POST {MESSAGE}/createForward'},
+    'msgraph-mail-create-rule': RULES | {f'POST {FOLDER}/messageRules'},
+    'msgraph-mail-update-rule': RULES | {f'PATCH {FOLDER}/messageRules/{{rule}}'},
+    'msgraph-mail-get-settings': {f'GET {USER}/mailboxSettings'},
+    'msgraph-mail-get-mailtips': {f'POST {USER}/getMailTips'},
+    'msgraph-mail-hunt-rules': CAMPAIGN | RULES | {'GET /v1.0/domains', f'GET {USER}/mailboxSettings'},
     'msgraph-mail-search-mailboxes': CAMPAIGN,
     'msgraph-mail-remediate-emails': CAMPAIGN | FOLDER_LOOKUP,
     'msgraph-mail-undo-remediation': CAMPAIGN | FOLDER_LOOKUP,
@@ -109,10 +116,14 @@ class Attack:
                  'destination_folder_id': 'Inbox', 'new_folder_name': 'attack-test', 'new_display_name': 'renamed',
                  'limit': '5', 'rule_id': 'AQAAAPJGqwY=', 'draft_id': self.message_id, 'from': ALICE,
                  'to': BOB, 'subject': 'attack test', 'body': 'hello', 'ID': self.message_id,
-                 'inReplyTo': self.message_id, 'message_ids': self.message_id, 'status': 'Read'}
+                 'inReplyTo': self.message_id, 'message_ids': self.message_id, 'status': 'Read',
+                 'display_name': 'attack rule', 'email_address': BOB}
         names = COMMANDS[command]
         required = {'user_id', 'message_id', 'parent_folder_id', 'new_folder_name', 'new_display_name', 'limit',
-                    'rule_id', 'draft_id', 'from', 'to', 'subject', 'body', 'ID', 'inReplyTo', 'message_ids', 'status'}
+                    'rule_id', 'draft_id', 'from', 'to', 'subject', 'body', 'ID', 'inReplyTo', 'message_ids', 'status',
+                    'email_address'}
+        if command == 'msgraph-mail-update-rule':
+            required.add('display_name')
         args = {n: valid[n] for n in names if n in required and n in valid}
         if command in ('msgraph-mail-update-folder', 'msgraph-mail-delete-folder'):
             args['folder_id'] = 'Inbox/attack-folder-that-does-not-exist'
