@@ -4549,6 +4549,7 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     action = state['action']
     undo = state.get('undo_of')
     sources = {r[0]: r for r in unpack_rows(state.get('undo_rows', ''))} if undo else {}
+    recorded = {r[0] for r in results}   # acted on in an earlier run that broke off: never sent again
 
     def requests_for(ref: MailboxRef) -> list[MailboxRequest]:
         mailbox_number = order[int(ref.id)]
@@ -4559,10 +4560,13 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
                 destination = resolve_folder(client, user, state['folder'])
             except MailError as exc:
                 for index in by_mailbox[mailbox_number]:
-                    results.append([index, 'Failed', str(exc), '', ''])
+                    if index not in recorded:
+                        results.append([index, 'Failed', str(exc), '', ''])
                 return []
         wanted = []
         for index in by_mailbox[mailbox_number]:
+            if index in recorded:
+                continue
             if undo:
                 done = sources[index]
                 request = remediation_request('move_to_folder', user, done[4] or items[index][1], items[index][2])
@@ -4582,10 +4586,27 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
         results.append(row)
         return []
 
-    run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, refs)
+    try:
+        run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, refs)
+    finally:
+        # Kept also when the run breaks off: what was done stays on record (audit, undo). The cursor then stays
+        # where this run began, so the next run takes the same mailboxes and acts only on what is not recorded.
+        state['results'] = pack_rows(results)
     state['engine'] = job.to_state()
-    state['results'] = pack_rows(results)
     state['status'] = 'Completed' if job.done else 'InProgress'
+
+
+def run_remediation_saved(client: GraphClient, state: dict, search: dict, args: dict, resume: str) -> None:
+    """run_remediation, with the state saved whatever happens: a run that breaks off after acting on some items
+    leaves their record and says how to go on (`resume`: the arguments that continue it)."""
+    try:
+        run_remediation(client, state, search, engine_limits(args))
+    except MailError as exc:
+        handled = len(unpack_rows(state.get('results', '')))
+        raise MailError(f"{exc} {state['id']} stopped after {handled} of {len(state['item_indexes'])} items (what "
+                        f'was done is recorded); run the command again with {resume} to finish it.') from None
+    finally:
+        save_campaign_job(state['id'], state)
 
 
 def parse_remediation_args(client: GraphClient, args: dict, search: dict) -> dict:
@@ -4644,8 +4665,9 @@ def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
             state['results'] = pack_rows([[i, 'WouldDo', '', options['destination'] or options['folder'], '']
                                           for i in state['item_indexes']])
     if state['status'] == 'InProgress':
-        run_remediation(client, state, search, engine_limits(args))
-    save_campaign_job(remediation_id, state)
+        run_remediation_saved(client, state, search, args, f'remediation_id={remediation_id}')
+    else:
+        save_campaign_job(remediation_id, state)
     return remediation_entries(state, search, args)
 
 
@@ -4735,8 +4757,7 @@ def undo_remediation_command(client: GraphClient, args: dict) -> list[dict]:
         if not done:
             state['status'] = 'Completed'
     if state['status'] == 'InProgress':
-        run_remediation(client, state, search, engine_limits(args))
-        save_campaign_job(undo_id, state)
+        run_remediation_saved(client, state, search, args, f'remediation_id={remediation_id} undo_id={undo_id}')
     return remediation_entries(state, search, args)
 
 

@@ -446,3 +446,63 @@ def test_a_dry_run_has_nothing_to_undo(client, requests_mock):
 def test_undo_of_an_unknown_remediation_is_refused(client, requests_mock):
     with pytest.raises(mgm.MailError, match="'remediation_id'"):
         mgm.undo_remediation_command(client, {'remediation_id': 'remediation-x'})
+
+
+# ================================================================================ INTERRUPTED RUNS (review)
+def interrupt_batch_call(requests_mock, fake: FakeTenant, failing_call: int) -> None:
+    """The `failing_call`-th $batch call fails as a whole (an envelope 400); the others reach the fake tenant."""
+    calls = [0]
+
+    def answer(request, context):
+        calls[0] += 1
+        if calls[0] == failing_call:
+            context.status_code = 400
+            return {'error': {'code': 'BadRequest', 'message': 'envelope refused'}}
+        return fake(request, context)
+    requests_mock.post(f'{GRAPH}/$batch', json=answer)
+
+
+def many_mailbox_search(client, requests_mock, count: int) -> tuple[FakeTenant, dict]:
+    fake = FakeTenant({})
+    users = {f'u{n}@contoso.com': [fake.message(f'u{n}@contoso.com', 1)] for n in range(count)}
+    fake = tenant_of(requests_mock, users, page_size=50)
+    _, found = search(client, mailboxes=','.join(users), internet_message_id=MID)
+    assert found['Status'] == 'Completed' and found['ItemsFound'] == count
+    fake.sub_requests.clear()
+    return fake, found
+
+
+def test_a_remediation_interrupted_mid_run_keeps_the_record_of_what_it_did(client, requests_mock):
+    fake, found = many_mailbox_search(client, requests_mock, 25)
+    interrupt_batch_call(requests_mock, fake, failing_call=2)   # 20 moves done, then the run breaks
+    with pytest.raises(mgm.MailError, match='remediation_id=remediation-') as error:
+        remediate(client, search_id=found['ID'], action='move_to_junk', dry_run='false')
+    assert len(fake.sub_requests) == 20
+    remediation_id = re.search(r'remediation_id=(remediation-[\w-]+)', str(error.value)).group(1)
+    stored = demisto.getIntegrationContext()['campaign']['jobs'][remediation_id]
+    assert stored['status'] == 'InProgress' and len(mgm.unpack_rows(stored['results'])) == 20
+    first = {s['url'] for s in fake.sub_requests}
+    fake.sub_requests.clear()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    _, result = remediate(client, remediation_id=remediation_id, search_id=found['ID'], action='move_to_junk')
+    assert result['Status'] == 'Completed' and result['ItemsSucceeded'] == 25 and result['ItemsTotal'] == 25
+    assert len(fake.sub_requests) == 5 and not first & {s['url'] for s in fake.sub_requests}, 'an item was moved twice'
+    assert sorted(i['MessageID'] for i in result['Items']) == sorted(i['MessageID'] for i in found['Items'])
+
+
+def test_an_undo_interrupted_mid_run_keeps_the_record_of_what_it_did(client, requests_mock):
+    fake, found = many_mailbox_search(client, requests_mock, 25)
+    _, moved = remediate(client, search_id=found['ID'], action='move_to_deleted_items', dry_run='false')
+    fake.sub_requests.clear()
+    interrupt_batch_call(requests_mock, fake, failing_call=2)
+    with pytest.raises(mgm.MailError, match='undo_id=undo-') as error:
+        mgm.undo_remediation_command(client, {'remediation_id': moved['ID']})
+    undo_id = re.search(r'undo_id=(undo-[\w-]+)', str(error.value)).group(1)
+    assert len(fake.sub_requests) == 20
+    fake.sub_requests.clear()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    entries = mgm.undo_remediation_command(client, {'remediation_id': moved['ID'], 'undo_id': undo_id})
+    undone = context_of(entries, 'MSGraphMail.Remediation')
+    assert undone['Status'] == 'Completed' and undone['ItemsSucceeded'] == 25
+    assert len(fake.sub_requests) == 5
+    assert all(m['parentFolderId'] == INBOX for u in fake.users.values() for m in u)
