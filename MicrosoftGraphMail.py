@@ -3188,8 +3188,12 @@ def send_through_bare_response_draft(client: GraphClient, create_path: str, payl
     """Where createReply/createForward take no parameters (US Gov, 21Vianet): the bare draft, then a PATCH with what
     the parameters would have carried, then the attachments, then the send; the draft cleanup of complete_draft."""
     draft = client.post(create_path)
-    changes = response_draft_changes(draft, payload['message'], payload.get('comment') or '',
-                                     mail.message['body']['contentType'])
+    try:
+        changes = response_draft_changes(draft, payload['message'], payload.get('comment') or '',
+                                         mail.message['body']['contentType'])
+    except Exception as exc:  # the draft exists: it must not be left behind half-built
+        cleanup = discard_draft(client, message_path(mail.sender, draft['id']), draft)
+        raise MailError(f'Preparing the draft failed: {exc} {cleanup}') from None
     complete_draft(client, mail.sender, draft, mail.attachments, send, changes)
     return draft
 
@@ -3200,8 +3204,8 @@ def response_draft_changes(draft: dict, message: dict, comment: str, comment_typ
     changes: dict[str, Any] = {}
     for name in RESPONSE_RECIPIENT_FIELDS:
         if message.get(name):
-            known = {parse_address(r)['Address'].lower() for r in draft.get(name) or []}
-            added = [r for r in message[name] if parse_address(r)['Address'].lower() not in known]
+            known = {str(parse_address(r)['Address'] or '').lower() for r in draft.get(name) or []}
+            added = [r for r in message[name] if str(parse_address(r)['Address'] or '').lower() not in known]
             changes[name] = list(draft.get(name) or []) + added
     if message.get('subject'):
         changes['subject'] = message['subject']

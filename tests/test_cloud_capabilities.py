@@ -353,3 +353,28 @@ def test_an_attached_contact_is_still_reported_as_unsupported(client, requests_m
     [entry] = mgm.attachment_entries(client, USER, 'M1', {'id': 'A1', 'name': 'card',
                                                           '@odata.type': mgm.ITEM_ATTACHMENT}, as_eml=False)
     assert 'only attached messages are supported' in entry['HumanReadable'] and not entry.get('EntryContext')
+
+
+# ================================================================================ bare drafts: hostile originals (review)
+def test_usgov_a_reply_to_a_sender_without_an_address_merges_recipients_and_sends(gov_client, requests_mock,
+                                                                                  war_room):
+    """Graph gives `address: null` for a sender it knows only by name (an X.500 or undisclosed sender)."""
+    draft = {**REPLY_DRAFT, 'toRecipients': [{'emailAddress': {'name': 'Accounts', 'address': None}}]}
+    graph = CloudGraph(requests_mock, US_GOV_GRAPH, draft)
+    mgm.reply_mail_command(gov_client, {'to': 'a@contoso.com', 'subject': 's', 'inReplyTo': ORIGINAL_ID, 'body': 'b'})
+    assert graph.trail() == ['POST /messages/{original}/createReply', 'PATCH /messages/{draft}',
+                             'POST /messages/{draft}/send']
+    patch = graph.body_of('PATCH', seg(draft['id']))
+    assert [r['emailAddress'].get('address') for r in patch['toRecipients']] == [None, 'a@contoso.com']
+
+
+def test_usgov_a_bare_draft_that_cannot_be_completed_is_deleted(gov_client, requests_mock, war_room, monkeypatch):
+    graph = CloudGraph(requests_mock, US_GOV_GRAPH, REPLY_DRAFT)
+
+    def broken(*args, **kwargs):
+        raise mgm.MailError('cannot merge')
+    monkeypatch.setattr(mgm, 'response_draft_changes', broken)
+    with pytest.raises(mgm.MailError, match='cannot merge.*The draft was deleted'):
+        mgm.reply_mail_command(gov_client, {'to': 'a@contoso.com', 'subject': 's', 'inReplyTo': ORIGINAL_ID,
+                                            'body': 'b'})
+    assert graph.trail() == ['POST /messages/{original}/createReply', 'DELETE /messages/{draft}']
