@@ -4058,7 +4058,11 @@ def mailbox_scope_from_args(args: dict) -> MailboxScope:
     if mailboxes:
         for mailbox in mailboxes:
             check_mailbox(mailbox, 'mailboxes')  # the one path-segment gate (dot segments, slashes, controls)
-        return MailboxScope('mailboxes', ','.join(dict.fromkeys(mailboxes)))
+        # UPNs and ids are case-insensitive: one mailbox named twice is searched (and remediated) once.
+        unique: dict[str, str] = {}
+        for mailbox in mailboxes:
+            unique.setdefault(mailbox.lower(), mailbox)
+        return MailboxScope('mailboxes', ','.join(unique.values()))
     if group:
         if not GUID_PATTERN.match(group):
             raise argument_error('group_id', 'the group object id (a GUID)', group)

@@ -506,3 +506,19 @@ def test_an_undo_interrupted_mid_run_keeps_the_record_of_what_it_did(client, req
     assert undone['Status'] == 'Completed' and undone['ItemsSucceeded'] == 25
     assert len(fake.sub_requests) == 5
     assert all(m['parentFolderId'] == INBOX for u in fake.users.values() for m in u)
+
+
+# ================================================================================ hostile scope input (review)
+@pytest.mark.parametrize('mailboxes', ['..', 'a@contoso.com,.', '%2e%2e'])
+def test_a_dot_segment_mailbox_is_refused_before_any_request(mailboxes, client, requests_mock):
+    route = requests_mock.post(f'{GRAPH}/$batch', json={'responses': []})
+    with pytest.raises(mgm.MailError, match="'mailboxes'"):
+        mgm.search_mailboxes_command(client, {'mailboxes': mailboxes, 'internet_message_id': MID})
+    assert route.call_count == 0
+
+
+def test_a_mailbox_named_twice_in_another_case_is_searched_once(client, requests_mock):
+    fake = tenant_of(requests_mock, campaign_users())
+    _, result = search(client, mailboxes='a@contoso.com,A@Contoso.COM', internet_message_id=MID)
+    assert result['MailboxesTotal'] == 1 and result['MailboxesSearched'] == 1 and result['ItemsFound'] == 2
+    assert len(fake.searches()) == 1
