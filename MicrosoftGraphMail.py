@@ -4443,8 +4443,8 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
             if key in folder_names:
                 row[3] = folder_names[key]
             else:
-                if key not in waiting:
-                    follow.append(MailboxRequest('GET', folder_url, tag='folder'))
+                if key not in waiting:  # only the name: a failure leaves it empty and the mailbox searched
+                    follow.append(MailboxRequest('GET', folder_url, tag='folder', handles_errors=True))
                 waiting.setdefault(key, []).append(row)
         link = relative_graph_link(client, body.get('@odata.nextLink'))
         if link:

@@ -522,3 +522,12 @@ def test_a_mailbox_named_twice_in_another_case_is_searched_once(client, requests
     _, result = search(client, mailboxes='a@contoso.com,A@Contoso.COM', internet_message_id=MID)
     assert result['MailboxesTotal'] == 1 and result['MailboxesSearched'] == 1 and result['ItemsFound'] == 2
     assert len(fake.searches()) == 1
+
+
+def test_a_folder_name_that_cannot_be_read_does_not_fail_a_searched_mailbox(client, requests_mock, sleeps):
+    fake = tenant_of(requests_mock, campaign_users())
+    fake.script[r'/mailFolders/'] = [429] * 50
+    _, result = search(client, mailboxes='a@contoso.com,b@contoso.com', internet_message_id=MID)
+    assert result['MailboxesSearched'] == 2 and result['MailboxesFailedCount'] == 0 and result['ItemsFound'] == 3
+    assert {i['FolderName'] for i in result['Items']} == {''}
+    assert {i['FolderID'] for i in result['Items']} == {INBOX, JUNK, DELETED}
