@@ -3853,9 +3853,11 @@ def read_pending_messages(client: GraphClient, state: FetchState, limit: int) ->
             # Still throttled after the retry budget: keep order, the rest is read next run.
             demisto.info(f'Fetch stopped at a throttled mail: {batch_failure_text(answer)}')
             return messages, gone
-        elif status == 400 and (listed or any(a.get('status') == 200 for a in answers.values())):
-            # Graph refuses this one mail while it reads the others with the same query: an item that can
-            # never be read must not block every later mail. Logged, not silently.
+        elif status == 400 and (any(a.get('status') == 200 for a in answers.values())
+                                or (listed and message_id not in listed)):
+            # Graph refuses this one mail while it reads (or lists) the others with the same query: an item that
+            # can never be read must not block every later mail. Logged, not silently. A mail the listing carried
+            # is readable, so when every read completing one is refused the query is at fault: the fetch stops.
             demisto.error(f"Mail {message_id} in {state.mailbox} cannot be read and is skipped: "
                           f'{batch_failure_text(answer)}')
             gone.append(message_id)

@@ -1907,3 +1907,34 @@ class TestEdgeCasesFoundInReview:
         fake.translate_fails = None
         got = Feed(client, last_run=LEGACY_LAST_RUN).run()
         assert ids['same_second'] in got and ids['last'] not in got
+
+
+# ================================================================================ RANGE READS: refused completions (review)
+def test_completing_reads_all_refused_with_400_fail_the_fetch_instead_of_skipping_listed_mail(client, fake,
+                                                                                              monkeypatch):
+    """The listing carried the mails but not their attachments; every read by id that completes them is refused
+    with the same 400 (a query problem, such as a property the attachment $select names): the mails are readable
+    (they were listed), so none may be skipped."""
+    errors: list[str] = []
+    monkeypatch.setattr(demisto, 'error', lambda *parts: errors.append(' '.join(str(p) for p in parts)))
+    fake.list_ignores_expand = True
+    for n in range(1, 4):
+        fake.deliver({**mail(n, at(minutes=30 - n)), 'hasAttachments': True})
+    refusal = answer(400, 'error_attachment_contentid_select.json')
+    original = fake._message
+    monkeypatch.setattr(fake, '_message', lambda message_id, call: refusal)
+    with pytest.raises(mgm.MailError, match='could not be read'):
+        fetch(client, {})
+    assert errors == []
+    monkeypatch.setattr(fake, '_message', original)
+    assert Feed(client).run() == [mail_id(1), mail_id(2), mail_id(3)]  # the platform kept the previous last run
+
+
+def test_a_mail_left_out_of_the_listing_and_refused_with_400_is_still_skipped_alone(client, fake, monkeypatch):
+    errors: list[str] = []
+    monkeypatch.setattr(demisto, 'error', lambda *parts: errors.append(' '.join(str(p) for p in parts)))
+    for n in range(1, 4):
+        fake.deliver(mail(n, at(minutes=30 - n)))
+    fake.failing[mail_id(2)] = (400, {}, {'error': {'code': 'ErrorInvalidRequest', 'message': 'The item cannot be read.'}})
+    assert Feed(client).run() == [mail_id(1), mail_id(3)]
+    assert len(errors) == 1 and mail_id(2) in errors[0]
