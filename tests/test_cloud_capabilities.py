@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-import demistomock as demisto
 import MicrosoftGraphMail as mgm
 from tests.test_sending import FORWARD_DRAFT, ORIGINAL_ID, REPLY_DRAFT, WarRoom, seg
 
@@ -92,11 +91,7 @@ USER = 'soc@contoso.com'
 
 @pytest.fixture
 def war_room(tmp_path, monkeypatch) -> WarRoom:
-    folder = tmp_path / 'war-room'
-    folder.mkdir()
-    room = WarRoom(folder)
-    monkeypatch.setattr(demisto, 'getFilePath', room.get_file_path)
-    return room
+    return WarRoom.installed(tmp_path, monkeypatch)
 
 
 class CloudGraph:

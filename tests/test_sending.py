@@ -90,14 +90,19 @@ class WarRoom:
         raise ValueError(f'Entry {entry_id} is not a file: give a path to a file or the id of a file saved '
                          'by a command.')
 
+    @classmethod
+    def installed(cls, tmp_path: Any, monkeypatch: Any) -> 'WarRoom':
+        """A War Room under tmp_path that demisto.getFilePath serves (the `war_room` fixtures)."""
+        folder = tmp_path / 'war-room'
+        folder.mkdir()
+        room = cls(folder)
+        monkeypatch.setattr(demisto, 'getFilePath', room.get_file_path)
+        return room
+
 
 @pytest.fixture
 def war_room(tmp_path, monkeypatch) -> WarRoom:
-    folder = tmp_path / 'war-room'
-    folder.mkdir()
-    room = WarRoom(folder)
-    monkeypatch.setattr(demisto, 'getFilePath', room.get_file_path)
-    return room
+    return WarRoom.installed(tmp_path, monkeypatch)
 
 
 class UploadServer:
