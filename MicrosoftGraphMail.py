@@ -4337,6 +4337,14 @@ def load_campaign_job(job_id: str) -> Optional[dict]:
     return dict(job) if isinstance(job, dict) else None
 
 
+def campaign_job_arg(name: str, job_id: str, kind: str, expected: str) -> dict:
+    """The stored job of `kind` an argument names; anything else is a clear error naming the argument."""
+    job = load_campaign_job(job_id)
+    if not job or job.get('kind') != kind:
+        raise argument_error(name, expected, job_id)
+    return job
+
+
 def save_campaign_job(job_id: str, job: dict) -> None:
     """Read-modify-write of the job under the versioned context; the newest CAMPAIGN_JOBS_KEPT jobs are kept."""
     store = ContextStore()
@@ -4476,9 +4484,7 @@ def search_context(state: dict, rows: list) -> dict:
 def search_mailboxes_command(client: GraphClient, args: dict) -> list[dict]:
     search_id = arg_text(args, 'search_id')
     if search_id:
-        state = load_campaign_job(search_id)
-        if not state or state.get('kind') != 'search':
-            raise argument_error('search_id', 'the ID of a search this instance started', search_id)
+        state = campaign_job_arg('search_id', search_id, 'search', 'the ID of a search this instance started')
     else:
         scope = mailbox_scope_from_args(args)
         criteria = campaign_criteria_from_args(args, utc_now())
@@ -4649,19 +4655,16 @@ def parse_remediation_args(client: GraphClient, args: dict, search: dict) -> dic
 def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
     remediation_id = arg_text(args, 'remediation_id')
     if remediation_id:
-        state = load_campaign_job(remediation_id)
-        if not state or state.get('kind') != 'remediation':
-            raise argument_error('remediation_id', 'the ID of a remediation this instance started', remediation_id)
+        state = campaign_job_arg('remediation_id', remediation_id, 'remediation',
+                                 'the ID of a remediation this instance started')
         if arg_text(args, 'search_id') not in ('', state['search_id']):
             raise argument_error('search_id', f"the search of remediation {remediation_id} ({state['search_id']})",
                                  arg_text(args, 'search_id'))
         search = load_campaign_job(state['search_id']) or {}
     else:
         search_id = arg_text(args, 'search_id', required=True)
-        search = load_campaign_job(search_id)
-        if not search or search.get('kind') != 'search':
-            raise argument_error('search_id', 'the ID of a search this instance ran (msgraph-mail-search-mailboxes)',
-                                 search_id)
+        search = campaign_job_arg('search_id', search_id, 'search',
+                                  'the ID of a search this instance ran (msgraph-mail-search-mailboxes)')
         if search.get('status') != 'Completed':
             raise MailError(f'Search {search_id} is not complete yet ({search.get("status")}): let it finish, so the '
                             'remediation acts on everything it finds.')
@@ -4739,9 +4742,8 @@ def audit_file_entry(state: dict, items: list, mailboxes: list, results: list, a
 
 def undo_remediation_command(client: GraphClient, args: dict) -> list[dict]:
     remediation_id = arg_text(args, 'remediation_id', required=True)
-    original = load_campaign_job(remediation_id)
-    if not original or original.get('kind') != 'remediation':
-        raise argument_error('remediation_id', 'the ID of a remediation this instance ran', remediation_id)
+    original = campaign_job_arg('remediation_id', remediation_id, 'remediation',
+                                'the ID of a remediation this instance ran')
     if original.get('undo_of'):
         raise MailError(f'{remediation_id} is itself an undo; undo the original remediation again instead.')
     if original['action'] not in MOVE_ACTIONS:
