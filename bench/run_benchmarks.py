@@ -77,13 +77,14 @@ class BenchmarkError(Exception):
 class RemoteSandbox:
     """The sandbox in its own process, steered over HTTP; offers what tests.e2e_support.Instance reads."""
 
-    def __init__(self, state_dir: Path, latency_ms: int, log_path: Path):
+    def __init__(self, state_dir: Path, latency_ms: int, log_path: Path, extra_args: tuple[str, ...] = (),
+                 ready_timeout: float = 60):
         self.state_dir = state_dir
         self._log = open(log_path, 'w', encoding='utf-8')
         command = [sys.executable, '-m', 'sandbox', '--port', '0', '--state-dir', str(state_dir),
-                   '--latency-ms', str(latency_ms)]
+                   '--latency-ms', str(latency_ms), *extra_args]
         self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True)
-        line = self._read_ready_line(timeout=60)
+        line = self._read_ready_line(timeout=ready_timeout)
         if not line.startswith('READY '):
             self.stop()
             raise BenchmarkError(f'sandbox did not start: {line!r} (see {log_path})')

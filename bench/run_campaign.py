@@ -35,24 +35,9 @@ class TenantSandbox(RemoteSandbox):
     """The sandbox process with a generated tenant and the $batch sub-request latency model."""
 
     def __init__(self, state_dir: Path, latency_ms: int, tenant_size: int, log_path: Path):
-        self.state_dir = state_dir
-        self._log = open(log_path, 'w', encoding='utf-8')
-        command = [sys.executable, '-m', 'sandbox', '--port', '0', '--state-dir', str(state_dir),
-                   '--latency-ms', str(latency_ms), '--batch-item-latency-ms', str(latency_ms),
-                   '--tenant-size', str(tenant_size)]
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, text=True)
-        line = self._read_ready_line(timeout=600)
-        if not line.startswith('READY '):
-            self.stop()
-            raise BenchmarkError(f'sandbox did not start: {line!r} (see {log_path})')
-        import ssl
-        import urllib.request
-        self.base_url = line.split(' ', 1)[1].strip()
-        self.info = json.loads((state_dir / 'sandbox.json').read_text())
-        self.ca_path = self.info['ca_path']
-        self._ssl = ssl.create_default_context(cafile=self.ca_path)
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                   urllib.request.HTTPSHandler(context=self._ssl))
+        # A large tenant takes a while to generate before the sandbox is ready.
+        super().__init__(state_dir, latency_ms, log_path, ready_timeout=600, extra_args=(
+            '--batch-item-latency-ms', str(latency_ms), '--tenant-size', str(tenant_size)))
 
     def plant_campaign(self, **options: Any) -> dict:
         return self._call('POST', 'campaign', options)
