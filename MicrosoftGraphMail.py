@@ -4284,6 +4284,7 @@ class CampaignCriteria:
                    state.get('after', ''), state.get('before', ''))
 
 
+CAMPAIGN_EARLIEST_YEAR = 1970
 INTERNET_MESSAGE_ID_PATTERN = re.compile(r'^<?[^<>\s]{1,500}@[^<>\s]{1,500}>?$')
 
 
@@ -4292,13 +4293,18 @@ def campaign_time_arg(args: dict, name: str, now: datetime) -> str:
     if not text:
         return ''
     match = RELATIVE_TIME.match(text)
-    if match:
-        return format_time(now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()]))
-    try:
-        moment = datetime.fromisoformat(text.replace('Z', '+00:00'))
-    except ValueError:
-        raise argument_error(name, "an ISO time like 2024-05-01T08:00:00Z or a span like '3 days'", text) from None
-    return format_time((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc))
+    expected = "an ISO time like 2024-05-01T08:00:00Z or a span like '3 days'"
+    try:  # a span or a time beyond what datetime holds is bad input too
+        if match:
+            moment = now - timedelta(minutes=int(match.group(1)) * RELATIVE_UNITS[match.group(2).lower()])
+        else:
+            moment = datetime.fromisoformat(text.replace('Z', '+00:00'))
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise argument_error(name, expected, text) from None
+    if not CAMPAIGN_EARLIEST_YEAR <= moment.year <= 9999:  # an OData filter takes four-digit years
+        raise argument_error(name, f'{expected}, from {CAMPAIGN_EARLIEST_YEAR} on', text)
+    return format_time(moment)
 
 
 def campaign_criteria_from_args(args: dict, now: datetime) -> CampaignCriteria:

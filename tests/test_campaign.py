@@ -531,3 +531,12 @@ def test_a_folder_name_that_cannot_be_read_does_not_fail_a_searched_mailbox(clie
     assert result['MailboxesSearched'] == 2 and result['MailboxesFailedCount'] == 0 and result['ItemsFound'] == 3
     assert {i['FolderName'] for i in result['Items']} == {''}
     assert {i['FolderID'] for i in result['Items']} == {INBOX, JUNK, DELETED}
+
+
+@pytest.mark.parametrize('value', ['99999999999 days', '0001-01-01T00:00:00+05:00', '9999-12-31T23:59:59-05:00',
+                                   '0999-01-01T00:00:00Z', '5000 years'])
+def test_a_time_out_of_range_is_a_clear_error_naming_the_argument(value, client, requests_mock):
+    route = requests_mock.post(f'{GRAPH}/$batch', json={'responses': []})
+    with pytest.raises(mgm.MailError, match="'received_before'"):
+        mgm.search_mailboxes_command(client, {'all_mailboxes': 'true', 'sender': 'x@y.com', 'received_before': value})
+    assert route.call_count == 0
