@@ -4343,6 +4343,15 @@ def load_campaign_job(job_id: str) -> Optional[dict]:
     return dict(job) if isinstance(job, dict) else None
 
 
+def search_of(job: dict) -> dict:
+    """The stored search a remediation acts on: without it the found items are unknown, so nothing may be done."""
+    search = load_campaign_job(job['search_id'])
+    if not search or search.get('kind') != 'search':
+        raise MailError(f"Search {job['search_id']} of {job['id']} is no longer stored (at most {CAMPAIGN_JOBS_KEPT} "
+                        'jobs are kept): nothing was done. Run the search again.')
+    return search
+
+
 def campaign_job_arg(name: str, job_id: str, kind: str, expected: str) -> dict:
     """The stored job of `kind` an argument names; anything else is a clear error naming the argument."""
     job = load_campaign_job(job_id)
@@ -4360,9 +4369,13 @@ def save_campaign_job(job_id: str, job: dict) -> None:
         jobs = dict(campaign.get('jobs') or {})
         jobs[job_id] = job
         order = [j for j in campaign.get('order') or [] if j != job_id and j in jobs] + [job_id]
-        for old in order[:-CAMPAIGN_JOBS_KEPT]:
+        kept = order[-CAMPAIGN_JOBS_KEPT:]
+        # A kept remediation or undo needs its search (and an undo its remediation): those stay with it.
+        needed = {jobs[j].get(ref) for j in kept for ref in ('search_id', 'undo_of') if isinstance(jobs[j], dict)}
+        kept = [j for j in order if j in kept or j in needed]
+        for old in set(order) - set(kept):
             jobs.pop(old, None)
-        context[CAMPAIGN_CONTEXT_KEY] = {'jobs': jobs, 'order': order[-CAMPAIGN_JOBS_KEPT:]}
+        context[CAMPAIGN_CONTEXT_KEY] = {'jobs': jobs, 'order': kept}
         try:
             if hasattr(demisto, 'setIntegrationContextVersioned'):
                 demisto.setIntegrationContextVersioned(context, version=version, sync=True)
@@ -4666,7 +4679,7 @@ def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
         if arg_text(args, 'search_id') not in ('', state['search_id']):
             raise argument_error('search_id', f"the search of remediation {remediation_id} ({state['search_id']})",
                                  arg_text(args, 'search_id'))
-        search = load_campaign_job(state['search_id']) or {}
+        search = search_of(state)
     else:
         search_id = arg_text(args, 'search_id', required=True)
         search = campaign_job_arg('search_id', search_id, 'search',
@@ -4760,7 +4773,7 @@ def undo_remediation_command(client: GraphClient, args: dict) -> list[dict]:
         raise MailError(f'Remediation {remediation_id} was a dry run: it changed nothing, there is nothing to undo.')
     if original.get('status') != 'Completed':
         raise MailError(f'Remediation {remediation_id} is not complete yet: let it finish before undoing it.')
-    search = load_campaign_job(original['search_id']) or {}
+    search = search_of(original)
     undo_id = arg_text(args, 'undo_id')
     state = load_campaign_job(undo_id) if undo_id else None
     if undo_id and (not state or state.get('undo_of') != remediation_id):

@@ -540,3 +540,33 @@ def test_a_time_out_of_range_is_a_clear_error_naming_the_argument(value, client,
     with pytest.raises(mgm.MailError, match="'received_before'"):
         mgm.search_mailboxes_command(client, {'all_mailboxes': 'true', 'sender': 'x@y.com', 'received_before': value})
     assert route.call_count == 0
+
+
+# ================================================================================ job retention (review)
+def test_the_search_of_a_kept_remediation_is_kept_so_it_can_still_be_undone(client, requests_mock, monkeypatch):
+    monkeypatch.setattr(mgm, 'CAMPAIGN_JOBS_KEPT', 3)
+    fake, found = completed_search(client, requests_mock)
+    for _ in range(2):  # other searches (other incidents) come in between
+        search(client, mailboxes='c@contoso.com', internet_message_id=MID)
+    _, moved = remediate(client, search_id=found['ID'], action='move_to_deleted_items', dry_run='false')
+    jobs = demisto.getIntegrationContext()['campaign']['jobs']
+    assert moved['ID'] in jobs and found['ID'] in jobs, 'a kept remediation lost its search'
+    fake.sub_requests.clear()
+    entries = mgm.undo_remediation_command(client, {'remediation_id': moved['ID']})
+    assert context_of(entries, 'MSGraphMail.Remediation')['ItemsSucceeded'] == 3
+    for _ in range(5):
+        search(client, mailboxes='c@contoso.com', internet_message_id=MID)
+    jobs = demisto.getIntegrationContext()['campaign']['jobs']
+    assert len(jobs) == 3 and found['ID'] not in jobs, 'jobs stay bounded once nothing kept needs them'
+
+
+def test_an_undo_whose_search_is_gone_is_a_clear_error(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    _, moved = remediate(client, search_id=found['ID'], action='move_to_deleted_items', dry_run='false')
+    context = demisto.getIntegrationContext()
+    del context['campaign']['jobs'][found['ID']]
+    demisto.setIntegrationContext(context)
+    fake.sub_requests.clear()
+    with pytest.raises(mgm.MailError, match=f"{found['ID']}.*no longer stored"):
+        mgm.undo_remediation_command(client, {'remediation_id': moved['ID']})
+    assert fake.sub_requests == []
