@@ -4090,6 +4090,15 @@ def relative_graph_link(client: GraphClient, link: Optional[str]) -> str:
     return absolute[len(client.endpoints.graph_base):].lstrip('/')
 
 
+def usable_in_path(graph_id: Any) -> bool:
+    """An id Graph returned that can stand as one URL path segment. A dot segment ('.', '..') would be removed by
+    the HTTP stack and address the mailbox itself; a backslash, a space or a control character has no place in an
+    id. Mailbox and message ids kept by a job go into later paths (remediation), so nothing else is kept."""
+    text = str(graph_id).strip().replace('/', '-')
+    return (bool(text) and set(text) != {'.'} and '\\' not in text
+            and not any(c.isspace() or unicodedata.category(c) in ('Cc', 'Cf') for c in text))
+
+
 def answer_error(answer: dict) -> tuple[int, str, str]:
     """(status, code, message) of a sub-request's answer."""
     body = answer.get('body')
@@ -4199,6 +4208,10 @@ def run_mailbox_job(client: GraphClient, job: EngineJob,
             body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
             users = [MailboxRef(str(u['id']), str(u.get('userPrincipalName') or u.get('mail') or u['id']))
                      for u in body.get('value') or [] if isinstance(u, dict) and u.get('id')]
+            unusable = [u.name for u in users if not usable_in_path(u.id)]
+            if unusable:
+                demisto.error(f'Users whose ids cannot be one URL path segment are not searched: {unusable[:10]}')
+                users = [u for u in users if usable_in_path(u.id)]
             return take(users, relative_graph_link(client, body.get('@odata.nextLink')))
         key = item.id.split('.', 1)[0]
         state = active[key]
@@ -4461,6 +4474,10 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
         follow = []
         for message in body.get('value') or []:
             if not isinstance(message, dict) or not message.get('id'):
+                continue
+            if not (usable_in_path(message['id']) and usable_in_path(message.get('parentFolderId') or 'none')):
+                demisto.error(f'A message in {mailbox.name} with an id that cannot be one URL path segment was left '
+                              f"out of search {state['id']}: {str(message['id'])[:100]!r}")
                 continue
             if len(rows) >= CAMPAIGN_MAX_FOUND:
                 raise MailError(f'The search found more than {CAMPAIGN_MAX_FOUND} copies; narrow it (add sender, '

@@ -570,3 +570,35 @@ def test_an_undo_whose_search_is_gone_is_a_clear_error(client, requests_mock):
     with pytest.raises(mgm.MailError, match=f"{found['ID']}.*no longer stored"):
         mgm.undo_remediation_command(client, {'remediation_id': moved['ID']})
     assert fake.sub_requests == []
+
+
+# ================================================================================ hostile ids in Graph's answers (review)
+@pytest.mark.parametrize('bad', [{'id': '..'}, {'id': '.'}, {'parentFolderId': '..'}, {'id': 'a\\b'}])
+def test_a_copy_whose_ids_cannot_be_one_path_segment_is_left_out_and_never_acted_on(bad, client, requests_mock):
+    fake = FakeTenant({})
+    good = fake.message('a@contoso.com', 1)
+    hostile = {**fake.message('a@contoso.com', 2), **bad}
+    fake = tenant_of(requests_mock, {'a@contoso.com': [good, hostile]})
+    _, found = search(client, mailboxes='a@contoso.com', internet_message_id=MID)
+    assert [i['MessageID'] for i in found['Items']] == [good['id']]
+    assert found['MailboxesSearched'] == 1
+    fake.sub_requests.clear()
+    _, result = remediate(client, search_id=found['ID'], action='soft_delete', dry_run='false')
+    assert result['ItemsSucceeded'] == 1
+    assert all('/..' not in s['url'] and not s['url'].endswith('/.') for s in fake.sub_requests)
+
+
+def test_a_directory_user_whose_id_cannot_be_one_path_segment_is_not_searched(client, requests_mock, monkeypatch):
+    fake = tenant_of(requests_mock, {'a@contoso.com': [FakeTenant({}).message('a@contoso.com', 1)]})
+    directory = fake.answer
+
+    def with_hostile_users(sub):
+        status, body = directory(sub)
+        if sub['url'].startswith('/users?'):
+            body['value'] += [{'id': '..', 'userPrincipalName': 'dots@contoso.com'},
+                              {'id': 'x\\y', 'userPrincipalName': 'slash@contoso.com'}]
+        return status, body
+    monkeypatch.setattr(fake, 'answer', with_hostile_users)
+    _, found = search(client, all_mailboxes='true', internet_message_id=MID)
+    assert found['Status'] == 'Completed' and found['MailboxesSearched'] == 1 and found['ItemsFound'] == 1
+    assert [s['url'] for s in fake.searches() if '/users/../' in s['url'] or '\\' in s['url']] == []
