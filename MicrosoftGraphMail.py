@@ -4484,6 +4484,8 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
                                 'subject or a time range) so that a remediation cannot reach unrelated mail.')
             row = found_row(mailbox_index(mailbox), message)
             rows.append(row)
+            if not row[2]:
+                continue  # no folder id, no name to look up
             folder_url = f"{folder_path(mailbox.id, row[2])}?$select=displayName"
             key = (mailbox.id, folder_url)
             if key in folder_names:

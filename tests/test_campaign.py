@@ -602,3 +602,14 @@ def test_a_directory_user_whose_id_cannot_be_one_path_segment_is_not_searched(cl
     _, found = search(client, all_mailboxes='true', internet_message_id=MID)
     assert found['Status'] == 'Completed' and found['MailboxesSearched'] == 1 and found['ItemsFound'] == 1
     assert [s['url'] for s in fake.searches() if '/users/../' in s['url'] or '\\' in s['url']] == []
+
+
+def test_a_copy_without_a_folder_id_is_found_without_a_folder_lookup(client, requests_mock):
+    fake = FakeTenant({})
+    copy = fake.message('a@contoso.com', 1)
+    del copy['parentFolderId']
+    fake = tenant_of(requests_mock, {'a@contoso.com': [copy, fake.message('a@contoso.com', 2)]})
+    _, found = search(client, mailboxes='a@contoso.com', internet_message_id=MID)
+    assert found['MailboxesSearched'] == 1 and found['MailboxesFailedCount'] == 0 and found['ItemsFound'] == 2
+    assert sorted(i['FolderName'] for i in found['Items']) == ['', 'Inbox']
+    assert all(not s['url'].split('?')[0].endswith('/mailFolders/') for s in fake.sub_requests)
