@@ -4075,6 +4075,13 @@ def mailbox_scope_from_args(args: dict) -> MailboxScope:
 GUID_PATTERN = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
 
 
+def listed_mailboxes(job: EngineJob) -> Optional[list[MailboxRef]]:
+    """The mailboxes a 'mailboxes' scope names (run_mailbox_job's `mailbox_list`); None: discover them."""
+    if job.scope_kind != 'mailboxes':
+        return None
+    return [MailboxRef(m, m) for m in job.scope_value.split(',') if m]
+
+
 def directory_first_page(scope_kind: str, scope_value: str) -> str:
     query = f'$select={DIRECTORY_SELECT}&$top={DIRECTORY_PAGE_SIZE}'
     if scope_kind == 'group':
@@ -4499,10 +4506,7 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
             follow.append(MailboxRequest('GET', link, tag='messages'))
         return follow
 
-    mailbox_list = None
-    if job.scope_kind == 'mailboxes':
-        mailbox_list = [MailboxRef(m, m) for m in job.scope_value.split(',') if m]
-    run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, mailbox_list)
+    run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, listed_mailboxes(job))
     state['engine'] = job.to_state()
     state['found'] = pack_rows(rows)
     state['found_count'] = len(rows)
@@ -4930,10 +4934,7 @@ def run_rule_hunt(client: GraphClient, state: dict, limits: EngineLimits) -> Non
             assess_mailbox(mailbox)
         return []
 
-    mailbox_list = None
-    if job.scope_kind == 'mailboxes':
-        mailbox_list = [MailboxRef(m, m) for m in job.scope_value.split(',') if m]
-    run_mailbox_job(client, job, requests_for, on_answer, 'MailboxSettings.Read', limits, mailbox_list)
+    run_mailbox_job(client, job, requests_for, on_answer, 'MailboxSettings.Read', limits, listed_mailboxes(job))
     state['engine'] = job.to_state()
     state['findings'] = pack_rows(findings)
     state['findings_count'] = len(findings)
