@@ -3717,45 +3717,151 @@ def attachment_file_name(attachment: dict, legacy_name: bool) -> str:
     return name
 
 
-def save_fetched_attachments(client: GraphClient, user: str, messages: list[dict], legacy_name: bool) -> dict[str, list]:
-    """Writes every file and attached mail of these messages; small files through $batch, large ones streamed."""
-    saved: dict[str, list] = {m['id']: [] for m in messages}
+FETCH_ATTEMPTS_BEFORE_SKIPPING = 2  # runs in a row a mail may fail to complete before it is ingested without them
+
+
+@dataclass
+class FetchedAttachments:
+    """What one fetch run could write for one mail.
+
+    `unfinished` says why the mail cannot become an incident in this run ('' when it can); `attempted` says the
+    failure was this mail's own (its download stalled or ran into the deadline), which counts as one attempt, as
+    opposed to a mail the run did not get to. `skipped` names attachments ingested without their content."""
+    files: list = field(default_factory=list)    # [{'path': file id, 'name'}]: the incident's files
+    paths: list = field(default_factory=list)    # where those files are, removed when the mail is not ingested
+    skipped: list = field(default_factory=list)  # [{'id', 'name', 'size', 'reason'}]
+    unfinished: str = ''
+    attempted: bool = False
+
+
+def save_fetched_attachments(client: GraphClient, user: str, messages: list[dict], legacy_name: bool,
+                             last_attempts: Iterable[str] = ()) -> dict[str, FetchedAttachments]:
+    """Writes every file and attached mail of these messages; small files through $batch, large ones streamed.
+
+    A download that stalls, breaks off or runs into the fetch deadline makes its mail unfinished (its files are
+    removed; the mail stays queued) while the other mails go on, or, once the deadline is reached, wait for the next
+    run. For a mail in `last_attempts` the attachment is recorded as skipped instead and the mail is ingested with
+    the rest. Any other failure removes every file written and raises."""
+    results = {m['id']: FetchedAttachments() for m in messages}
+    final = set(last_attempts)
     small: list[tuple[dict, dict]] = []
+    large: list[tuple[dict, dict]] = []
     for message in messages:
         for attachment in message.get('attachments') or []:
             kind = attachment_kind(attachment)
-            target = {'message': message['id'], 'name': attachment_file_name(attachment, legacy_name)}
+            target = {'message': message['id'], 'name': attachment_file_name(attachment, legacy_name),
+                      'id': attachment.get('id'), 'size': attachment.get('size'), 'kind': kind}
             if kind == FILE_ATTACHMENT and (attachment.get('size') or 0) <= FETCH_BATCH_ATTACHMENT_MAX_BYTES:
                 small.append((attachment, target))
             elif kind in (FILE_ATTACHMENT, ITEM_ATTACHMENT):
-                file_id, path = new_file_path()
-                try:
-                    client.download(f"{attachments_path(user, message['id'])}/{encode_id(attachment['id'])}/$value", path,
-                                    expected_size=attachment.get('size') if kind == FILE_ATTACHMENT else None)
-                except GraphError as exc:
-                    skip_broken_attachment(exc.status, str(exc), target)
-                    continue
-                saved[message['id']].append({'path': file_id, 'name': target['name']})
-    for group in group_by_size(small, FETCH_BATCH_ATTACHMENT_GROUP_BYTES):
-        items = [BatchItem(str(i), 'GET', f"{attachments_path(user, t['message'])}/{encode_id(a['id'])}")
-                 for i, (a, t) in enumerate(group)]
+                large.append((attachment, target))
+    run = FetchRunProgress(results, final)
+    try:
+        for group in group_by_size(small, FETCH_BATCH_ATTACHMENT_GROUP_BYTES):
+            save_small_attachments(client, user, [pair for pair in group if run.wanted(pair[1])], run)
+        for attachment, target in large:
+            if run.wanted(target):
+                save_large_attachment(client, user, attachment, target, run)
+    except Exception:
+        for result in results.values():
+            remove_fetched_files(result)
+        raise
+    for result in results.values():
+        if result.unfinished:
+            remove_fetched_files(result)
+    return results
+
+
+class FetchRunProgress:
+    """The attachment work of one fetch run: which mails are still worth reading, and the deadline once reached."""
+
+    def __init__(self, results: dict[str, FetchedAttachments], final: set[str]):
+        self.results = results
+        self.final = final
+        self.stopped = ''  # the deadline error, once reached: nothing more is read
+
+    def wanted(self, target: dict) -> bool:
+        """False for a mail already unfinished; after the deadline every attachment left is marked unread."""
+        if self.results[target['message']].unfinished:
+            return False
+        if self.stopped:
+            self.unread(target, self.stopped, attempted=False)
+            return False
+        return True
+
+    def unread(self, target: dict, reason: str, attempted: bool) -> None:
+        result = self.results[target['message']]
+        if target['message'] in self.final:
+            result.skipped.append({'id': target['id'], 'name': target['name'], 'size': target['size'],
+                                   'reason': reason})
+            demisto.info(f"Attachment '{target['name']}' of message {target['message']} is ingested without its "
+                         f'content after {FETCH_ATTEMPTS_BEFORE_SKIPPING} runs: {reason}')
+        elif not result.unfinished:
+            result.unfinished, result.attempted = reason, attempted
+
+    def failed(self, targets: list[dict], exc: TransportError) -> None:
+        if isinstance(exc, DeadlineError):
+            self.stopped = str(exc)
+        for target in targets:
+            self.unread(target, str(exc), attempted=True)
+
+    def saved(self, target: dict, file_id: str, path: str) -> None:
+        result = self.results[target['message']]
+        result.files.append({'path': file_id, 'name': target['name']})
+        result.paths.append(path)
+
+
+def save_small_attachments(client: GraphClient, user: str, group: list[tuple[dict, dict]], run: FetchRunProgress) -> None:
+    if not group:
+        return
+    items = [BatchItem(str(i), 'GET', f"{attachments_path(user, t['message'])}/{encode_id(a['id'])}")
+             for i, (a, t) in enumerate(group)]
+    try:
         answers = client.batch(items)
-        for item, (_, target) in zip(items, group):
-            answer = answers[item.id]
-            if answer.get('status') != 200:
-                skip_broken_attachment(int(answer.get('status') or 0), batch_failure_text(answer), target)
-                continue
-            data = base64.b64decode((answer.get('body') or {}).get('contentBytes') or '')
-            saved[target['message']].append({'path': save_bytes_as_file(data), 'name': target['name']})
-    return saved
+    except TransportError as exc:
+        run.failed([target for _, target in group], exc)
+        return
+    for item, (_, target) in zip(items, group):
+        answer = answers[item.id]
+        if answer.get('status') != 200:
+            skip_broken_attachment(int(answer.get('status') or 0), batch_failure_text(answer), target, run)
+            continue
+        data = base64.b64decode((answer.get('body') or {}).get('contentBytes') or '')
+        file_id, path = new_file_path()
+        run.saved(target, file_id, path)
+        with open(path, 'wb') as handle:
+            handle.write(data)
 
 
-def skip_broken_attachment(status: int, reason: str, target: dict) -> None:
+def save_large_attachment(client: GraphClient, user: str, attachment: dict, target: dict, run: FetchRunProgress) -> None:
+    file_id, path = new_file_path()
+    try:
+        client.download(f"{attachments_path(user, target['message'])}/{encode_id(attachment['id'])}/$value", path,
+                        expected_size=attachment.get('size') if target['kind'] == FILE_ATTACHMENT else None)
+    except GraphError as exc:
+        skip_broken_attachment(exc.status, str(exc), target, run)
+        return
+    except TransportError as exc:  # stalled, broke off, cut short, or the fetch deadline (download removed the file)
+        run.failed([target], exc)
+        return
+    run.saved(target, file_id, path)
+
+
+def remove_fetched_files(result: FetchedAttachments) -> None:
+    for path in result.paths:
+        remove_file(path)
+    result.files, result.paths = [], []
+
+
+def skip_broken_attachment(status: int, reason: str, target: dict, run: FetchRunProgress) -> None:
     """A throttled or failing service stops the fetch (retried next run); an attachment Graph refuses for good
-    (4xx) is skipped with a log line, so one broken attachment cannot block every later mail."""
+    (4xx) is skipped with a log line and named in the incident, so one broken attachment cannot block every later
+    mail."""
     if status in (429, 503, 504) or status >= 500 or status == 0:
         raise MailError(f"Attachment '{target['name']}' could not be read: {reason}")
     demisto.info(f"Attachment '{target['name']}' of message {target['message']} skipped: {reason}")
+    run.results[target['message']].skipped.append({'id': target['id'], 'name': target['name'],
+                                                    'size': target['size'], 'reason': reason})
 
 
 def group_by_size(pairs: list[tuple[dict, dict]], limit: int) -> Iterator[list[tuple[dict, dict]]]:
@@ -3945,20 +4051,61 @@ def fetch_incidents(client: GraphClient, last_run: dict, settings: FetchSettings
             raise
         demisto.info(f'Fetch reads the queued mail only; looking for new mail failed: {exc}')
     messages, gone = read_pending_messages(client, state, settings.limit)
-    attachments = save_fetched_attachments(client, state.mailbox, messages, settings.legacy_name)
+    attachments = save_fetched_attachments(client, state.mailbox, messages, settings.legacy_name,
+                                           last_attempts(state.pending[:settings.limit]))
+    ready = [m for m in messages if not attachments[m['id']].unfinished]
     incidents = []
-    for message in messages:
-        email_data = parse_fetched_email(message, state.mailbox, attachments[message['id']])
-        incidents.append(build_incident(email_data, message.get('bodyPreview') or '', settings.full_body))
-    done = {m['id'] for m in messages} | set(gone)
+    for message in ready:
+        saved = attachments[message['id']]
+        email_data = parse_fetched_email(message, state.mailbox, saved.files)
+        incident = build_incident(email_data, message.get('bodyPreview') or '', settings.full_body)
+        incidents.append(note_skipped_attachments(incident, state.mailbox, message['id'], saved.skipped))
+    count_unfinished_attempts(state, attachments)
+    done = {m['id'] for m in ready} | set(gone)
     state.pending = [p for p in state.pending if p['id'] not in done]
-    state.remember(messages)
-    if settings.mark_read and messages:
+    state.remember(ready)
+    if settings.mark_read and ready:
         try:
-            mark_as_read(client, state.mailbox, [m['id'] for m in messages])
+            mark_as_read(client, state.mailbox, [m['id'] for m in ready])
         except MailError as exc:  # the incidents exist; an unread flag must not cost them
             demisto.info(f'Fetched mail could not be marked as read: {exc}')
     return state.to_last_run(), incidents
+
+
+def last_attempts(chosen: list[dict]) -> set[str]:
+    """The pending mails this run reads for the last time before ingesting them without what cannot be read."""
+    return {p['id'] for p in chosen if pending_attempts(p) + 1 >= FETCH_ATTEMPTS_BEFORE_SKIPPING}
+
+
+def pending_attempts(pending: dict) -> int:
+    attempts = pending.get('attempts')
+    return attempts if isinstance(attempts, int) and attempts > 0 else 0
+
+
+def count_unfinished_attempts(state: FetchState, attachments: dict[str, FetchedAttachments]) -> None:
+    """Records, in the mail's pending entry, one more run that could not complete it (a small integer: the last
+    run stays bounded). A mail the run did not get to keeps its count."""
+    for pending in state.pending:
+        result = attachments.get(pending['id'])
+        if result and result.unfinished:
+            demisto.info(f"Mail {pending['id']} waits for the next run: {result.unfinished}")
+            if result.attempted:
+                pending['attempts'] = pending_attempts(pending) + 1
+
+
+def note_skipped_attachments(incident: dict, mailbox: str, message_id: str, skipped: list[dict]) -> dict:
+    """Names each attachment ingested without its content: a label, and a line in the details with its size, the
+    reason and the command that reads it, so an analyst can still get it."""
+    lines = []
+    for item in skipped:
+        size = f"{item['size']} bytes" if isinstance(item.get('size'), int) else 'size unknown'
+        incident['labels'].append({'type': 'Email/SkippedAttachment', 'value': f"{item['name']} ({size})"})
+        lines.append(f"Attachment '{item['name']}' ({size}) was not fetched: {item['reason']} Read it with "
+                     f"!msgraph-mail-get-attachment user_id={mailbox} message_id={message_id} "
+                     f"attachment_id={item['id']}")
+    if lines:
+        incident['details'] = '\n\n'.join([incident['details'] or ''] + lines).lstrip('\n')
+    return incident
 
 
 # ================================================================================ MULTI-MAILBOX ENGINE
