@@ -3398,6 +3398,9 @@ def forward_email_command(client: GraphClient, args: dict) -> dict:
 #    receivedDateTime range (fields and attachment metadata expanded); what the listing does not carry is
 #    read by id with $batch, in one client.batch call. Ids leave `pending` only in the last run that is
 #    returned with their incidents, and a bounded set of ingested ids keeps a replay from creating a duplicate.
+# 3. Progress. A mail whose attachments cannot be read within the run (stalled, cut short, the deadline) stays
+#    queued with an attempt count while the completed mails are returned; after FETCH_ATTEMPTS_BEFORE_SKIPPING runs
+#    it is ingested with the unread attachments named, so no mail holds back the ones behind it.
 FETCH_STATE_VERSION = 1
 FETCH_DELTA_PAGE_SIZE = 1000
 FETCH_DELTA_PAGES_PER_RUN = 50  # a first round over a large folder goes on next run from its saved link
