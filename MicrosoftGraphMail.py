@@ -3814,7 +3814,8 @@ class FetchRunProgress:
         result.paths.append(path)
 
 
-def save_small_attachments(client: GraphClient, user: str, group: list[tuple[dict, dict]], run: FetchRunProgress) -> None:
+def save_small_attachments(client: GraphClient, user: str, group: list[tuple[dict, dict]],
+                           run: FetchRunProgress) -> None:
     if not group:
         return
     items = [BatchItem(str(i), 'GET', f"{attachments_path(user, t['message'])}/{encode_id(a['id'])}")
@@ -3836,7 +3837,8 @@ def save_small_attachments(client: GraphClient, user: str, group: list[tuple[dic
             handle.write(data)
 
 
-def save_large_attachment(client: GraphClient, user: str, attachment: dict, target: dict, run: FetchRunProgress) -> None:
+def save_large_attachment(client: GraphClient, user: str, attachment: dict, target: dict,
+                          run: FetchRunProgress) -> None:
     file_id, path = new_file_path()
     try:
         client.download(f"{attachments_path(user, target['message'])}/{encode_id(attachment['id'])}/$value", path,

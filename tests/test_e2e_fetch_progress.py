@@ -33,7 +33,8 @@ def test_a_mail_whose_attachment_never_arrives_is_ingested_on_its_second_run_and
     before = mails.add(folder, subject='Before the stuck mail', attachments=[pdf('before.pdf', 'before')])
     stuck = mails.add(folder, subject='Carries a file the server never finishes sending', attachments=[
         pdf('note.pdf', 'note'),
-        {'name': 'huge.bin', 'contentType': 'application/octet-stream', 'content_b64': base64.b64encode(HUGE).decode()}])
+        {'name': 'huge.bin', 'contentType': 'application/octet-stream',
+         'content_b64': base64.b64encode(HUGE).decode()}])
     after = [mails.add(folder, subject=f'After the stuck mail {n}', attachments=[pdf(f'after{n}.pdf', str(n))])
              for n in range(3)]
     fresh_sandbox.add_fault(STREAMED_VALUE, methods=['GET'], delay_ms=300, status=200, body='only the first bytes')
