@@ -3803,15 +3803,27 @@ class FetchRunProgress:
             result.unfinished, result.attempted = reason, attempted
 
     def failed(self, targets: list[dict], exc: TransportError) -> None:
+        reason = unread_reason(exc)
         if isinstance(exc, DeadlineError):
-            self.stopped = str(exc)
+            self.stopped = reason
         for target in targets:
-            self.unread(target, str(exc), attempted=True)
+            self.unread(target, reason, attempted=True)
 
     def saved(self, target: dict, file_id: str, path: str) -> None:
         result = self.results[target['message']]
         result.files.append({'path': file_id, 'name': target['name']})
         result.paths.append(path)
+
+
+RUN_AGAIN_ADVICE = re.compile(r'[;.]?\s*[Rr]un the command again[^.]*\.\s*$')
+
+
+def unread_reason(exc: TransportError) -> str:
+    """Why an attachment was not read, as an incident says it (the command-level advice to run again does not fit)."""
+    if isinstance(exc, DeadlineError):
+        return f'the fetch reached its overall time limit of {FETCH_DEADLINE_SECONDS:.0f} s before it was read.'
+    text = RUN_AGAIN_ADVICE.sub('', str(exc)).strip()
+    return text if text.endswith('.') else f'{text}.'
 
 
 def save_small_attachments(client: GraphClient, user: str, group: list[tuple[dict, dict]],
@@ -4105,7 +4117,8 @@ def note_skipped_attachments(incident: dict, mailbox: str, message_id: str, skip
     for item in skipped:
         size = f"{item['size']} bytes" if isinstance(item.get('size'), int) else 'size unknown'
         incident['labels'].append({'type': 'Email/SkippedAttachment', 'value': f"{item['name']} ({size})"})
-        lines.append(f"Attachment '{item['name']}' ({size}) was not fetched: {item['reason']} Read it with "
+        reason = str(item['reason']).strip().rstrip('.')
+        lines.append(f"Attachment '{item['name']}' ({size}) was not fetched: {reason}. Read it with "
                      f"!msgraph-mail-get-attachment user_id={mailbox} message_id={message_id} "
                      f"attachment_id={item['id']}")
     if lines:

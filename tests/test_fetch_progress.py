@@ -131,6 +131,7 @@ class TestDeadline:
         assert str(ZIP_SIZE) in zip_line and 'overall time limit' in zip_line
         assert f'message_id={m2}' in zip_line and f'attachment_id={ZIP_ID}' in zip_line
         assert stuck['details'].startswith(FIXTURE['bodyPreview']), 'the preview stays first'
+        assert 'command again' not in stuck['details'], 'advice for a war-room command does not fit an incident'
         assert last_run['pending'] == [{'id': m3, 'received': at(minutes=20)}]
 
         fake.failing.clear()
