@@ -1448,7 +1448,7 @@ class TestDemistomock:
 
     def test_unknown_file_id_is_a_readable_value_error(self, tmp_path):
         demisto._runtime.invocation_dir = str(tmp_path)
-        with pytest.raises(ValueError, match='not a file'):
+        with pytest.raises(ValueError, match='No such file'):
             demisto.getFilePath('no-such-entry')
 
     def test_file_names_cannot_leave_the_out_folder(self, in_tmp_dir):

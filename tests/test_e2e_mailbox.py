@@ -167,7 +167,7 @@ def assert_out_folder_sanitised(instance: Instance) -> list:
         assert len(name) <= 215, name
         assert not re.fullmatch(r'\d+_[0-9a-f-]{36}', name), f'unpublished temporary file left behind: {name}'
     # nothing was written next to --out either
-    assert sorted(p.name for p in instance.workdir.iterdir()) == ['out', 'params.json', 'state.json']
+    assert sorted(p.name for p in instance.workdir.iterdir()) == ['out', 'params.json', 'state.json', 'state.json.lock']
     return names
 
 
