@@ -634,7 +634,7 @@ class ConfidentialAppTokenProvider(TokenProvider):
         except requests.exceptions.RequestException as exc:
             raise MailError(describe_transport_error(exc, f'the token authority {self._endpoints.login_root}')) from None
         except ValueError as exc:
-            raise MailError(f'Authentication could not start: {exc_summary(exc)}. Check the Tenant ID, the Azure AD '
+            raise MailError(f'Authentication could not start: {exc_summary(exc).rstrip(".")}. Check the Tenant ID, the Azure AD '
                             'endpoint and, for a certificate, that the private key is an unencrypted PEM key.') from None
         except msal.exceptions.MsalServiceError as exc:
             raise MailError(f'The token authority failed: {exc_summary(exc)}') from None
@@ -654,8 +654,24 @@ def check_private_key(pem: str) -> None:
                         'cannot sign the token request.') from None
 
 
+TOKEN_ERROR_TEXT_LIMIT = 700
+
+
+def first_paragraph(text: str, limit: int = TOKEN_ERROR_TEXT_LIMIT) -> str:
+    """The first paragraph of a service's error text in whole sentences. Entra ID descriptions carry Trace ID,
+    Correlation ID and Timestamp lines after it; msal's messages run over several sentences. Cut only at a
+    sentence end, or with an ellipsis when one sentence alone is longer than `limit`."""
+    paragraph = re.split(r'\r?\n\s*\r?\n|\r?\n(?=\s*(?:Trace ID|Correlation ID|Timestamp):)', text.strip())[0]
+    flat = ' '.join(paragraph.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[:limit]
+    end = max(head.rfind('. '), head.rfind('! '), head.rfind('? '))
+    return head[:end + 1] if end > 0 else head.rstrip() + '…'
+
+
 def exc_summary(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return first_paragraph(str(exc)) if str(exc).strip() else type(exc).__name__
 
 
 TOKEN_ERROR_HINTS = {
@@ -671,7 +687,7 @@ TOKEN_ERROR_HINTS = {
 def describe_token_error(result: dict) -> str:
     codes = result.get('error_codes') or []
     hint = next((TOKEN_ERROR_HINTS[c] for c in codes if c in TOKEN_ERROR_HINTS), '')
-    description = (result.get('error_description') or '').split('\r\n')[0].split('\n')[0]
+    description = first_paragraph(str(result.get('error_description') or ''))
     text = f"Authentication failed ({result.get('error', 'unknown_error')}): {description}"
     return f'{text} Likely cause: {hint}' if hint else text
 
@@ -808,6 +824,60 @@ def build_token_provider(settings: AuthSettings, endpoints: Endpoints, http: 'Ht
 
 
 # ================================================================================ HTTP CLIENT
+PROGRESS_STEP_BYTES = 10 * 1024 * 1024   # a transfer reports its progress every 10 MiB
+REFUSED_CONNECTION_RETRIES = 1           # nothing listening: one quick retry, not the whole retry budget
+
+
+def report_progress(message: str) -> None:
+    """Says what a long-running command is waiting for (retries, Retry-After, large transfers). Goes to the
+    integration log; the shell runner shows these lines on stderr. Never to stdout, XSOAR's channel."""
+    demisto.info(message)
+
+
+def retry_notice(reason: str, delay: float, next_attempt: int, max_attempts: int) -> str:
+    seconds = f'{delay:.0f}' if delay >= 1 else f'{delay:.1f}'
+    return f'{reason}, retrying in {seconds} s, attempt {next_attempt} of {max_attempts}'
+
+
+def refusal_reason(status: int) -> str:
+    return 'throttled by Graph (HTTP 429)' if status == 429 else f'Graph unavailable (HTTP {status})'
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """True when nothing listens at the address (ECONNREFUSED, e.g. a stopped sandbox or proxy): waiting the whole
+    retry budget for it only delays the error."""
+    pending: list = [exc]
+    seen: set = set()
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError):
+            return True
+        pending += [getattr(item, 'reason', None), item.__cause__, item.__context__, *item.args]
+    return False
+
+
+def mebibytes(size: int) -> str:
+    return f'{size / (1024 * 1024):.0f} MiB'
+
+
+class ProgressReporter:
+    """Reports a large download every PROGRESS_STEP_BYTES; small transfers stay silent."""
+
+    def __init__(self, what: str, total: Any = None):
+        self.what = what
+        self.total = int(total) if str(total or '').isdigit() else 0
+        self.next_report = PROGRESS_STEP_BYTES
+
+    def advance(self, done: int) -> None:
+        if done >= self.next_report:
+            of_total = f' of {mebibytes(self.total)}' if self.total else ''
+            report_progress(f'{self.what}: {mebibytes(done)}{of_total}')
+            self.next_report = (done // PROGRESS_STEP_BYTES + 1) * PROGRESS_STEP_BYTES
+
+
 class HttpSession:
     """One requests.Session carrying timeout, TLS verification and proxy choice for every call.
 
@@ -1027,12 +1097,15 @@ class GraphClient:
                 response = self.http.request(method, url, params=params, data=data, headers=request_headers,
                                              stream=stream, timeout=min(self.http.timeout, max(remaining, 1.0)))
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                never_sent = isinstance(exc, requests.exceptions.ConnectTimeout)
+                never_sent = isinstance(exc, requests.exceptions.ConnectTimeout) or connection_refused(exc)
                 # A certificate or proxy problem does not go away by retrying: say so at once.
                 lasting = isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError))
+                lasting = lasting or (connection_refused(exc) and attempt >= REFUSED_CONNECTION_RETRIES)
                 if not lasting and (method in IDEMPOTENT_METHODS or never_sent) and attempt + 1 < self.retry.max_attempts:
                     delay = self.retry.backoff(attempt)
                     if waited + delay <= self.retry.wait_budget_seconds and self.fits_deadline(delay):
+                        report_progress(retry_notice(f'could not connect to {urllib.parse.urlparse(url).netloc}', delay,
+                                                     attempt + 2, self.retry.max_attempts))
                         self.retry.sleep(delay)
                         waited, attempt = waited + delay, attempt + 1
                         continue
@@ -1053,6 +1126,7 @@ class GraphClient:
                     or not self.fits_deadline(delay):
                 raise throttled_error(graph_error_from_response(response), attempt + 1, waited, delay)
             response.close()
+            report_progress(retry_notice(refusal_reason(response.status_code), delay, attempt + 2, self.retry.max_attempts))
             self.retry.sleep(delay)
             waited, attempt = waited + delay, attempt + 1
 
@@ -1131,12 +1205,14 @@ class GraphClient:
             with self.send('GET', path, stream=True, headers={'Accept': '*/*'}) as response, \
                     open(destination, 'wb') as handle:
                 progress = DownloadProgress(self.retry.clock)
+                meter = ProgressReporter('downloading', response.headers.get('Content-Length'))
                 for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
                     handle.write(chunk)
                     size += len(chunk)
                     if self.remaining_seconds() <= 0:
                         raise self.deadline_error(f'downloading after {size} bytes')
                     progress.check(size)
+                    meter.advance(size)
                 announced = response.headers.get('Content-Length')
             check_download_complete(size, int(announced) if str(announced or '').isdigit() else None, expected_size)
         except requests.exceptions.RequestException as exc:
@@ -1154,6 +1230,8 @@ class GraphClient:
             raise MailError('Refused an upload URL that is not https.')
         headers = {'Content-Range': f'bytes {first_byte}-{first_byte + len(chunk) - 1}/{total}',
                    'Content-Type': 'application/octet-stream'}
+        if total >= PROGRESS_STEP_BYTES:
+            report_progress(f'uploading an attachment: {mebibytes(first_byte + len(chunk))} of {mebibytes(total)}')
         return self.send('PUT', upload_url, data=chunk, headers=headers, authenticated=False)
 
 
@@ -1336,6 +1414,7 @@ class _BatchRun:
     def _settle(self, chunk: list[_Pending], answers: dict[str, dict]) -> None:
         retry = self.client.retry
         follow_ups: list[BatchItem] = []
+        waits: list[tuple[float, int]] = []
         for pending in chunk:
             answer = answers[pending.item.id]
             if answer.get('status') in (429, 503):
@@ -1347,8 +1426,12 @@ class _BatchRun:
                     pending.waited += delay
                     self._order += 1
                     heapq.heappush(self.delayed, (self.clock.now() + delay, self._order, pending))
+                    waits.append((delay, pending.attempts + 1))
                     continue
             follow_ups.extend(self.on_answer(pending.item, answer) or ())
+        if waits:
+            report_progress(retry_notice(f'{len(waits)} of {len(chunk)} batched requests throttled by Graph',
+                                         *max(waits), retry.max_attempts))
         self.ready.extendleft(_Pending(item) for item in reversed(follow_ups))
 
     def _release_due(self) -> None:
@@ -1770,7 +1853,8 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
                               MESSAGE_TABLE_COLUMNS)
     if link:
         context[NEXT_PAGE_CONTEXT_KEY] = {'NextPage': link}
-        readable += '\nMore mails are available: run the command again with next_page set to MSGraphMail.NextPage.\n'
+        readable += ('\nMore mails are available: run the command again with next_page set to MSGraphMail.NextPage:\n'
+                     f'`next_page={link}`\n')
     return note_entry(messages, readable, context)
 
 
@@ -1810,7 +1894,25 @@ def get_email_command(client: GraphClient, args: dict) -> dict:
         raise describe_graph_error(exc, f'Message {message_id} in mailbox {user}', 'Mail.Read') from None
     parsed = parse_message(message, user, include_body=include_body)
     readable = markdown_table(f'Mail {message_id} in {user}', [message_table_row(parsed)], MESSAGE_TABLE_COLUMNS)
+    if include_body:
+        readable += readable_body(parsed)
     return note_entry(message, readable, {MESSAGE_CONTEXT_KEY: parsed})
+
+
+READABLE_BODY_MAX_CHARS = 50_000
+
+
+def readable_body(parsed: dict) -> str:
+    """The body as text in a fenced block (longer than any backtick run in it, so mail text cannot end the block
+    and render as markdown); capped, the whole body stays in the context."""
+    body = parsed.get('Body') or ''
+    text = html_to_text(body) if str(parsed.get('BodyType', '')).lower() == 'html' else body
+    note = ''
+    if len(text) > READABLE_BODY_MAX_CHARS:
+        text, note = text[:READABLE_BODY_MAX_CHARS], (f'\n(first {READABLE_BODY_MAX_CHARS:,} characters; the whole body '
+                                                      'is in MSGraphMail.Email.Body)\n')
+    fence = '`' * max(3, max((len(run) for run in re.findall(r'`+', text)), default=0) + 1)
+    return f'\n#### Body\n{fence}text\n{text}\n{fence}\n{note}'
 
 
 ATTACHMENT_LIST_FIELDS = 'id,name,contentType,size,isInline,lastModifiedDateTime'
@@ -2936,13 +3038,15 @@ def parse_custom_headers(args: dict) -> list[dict]:
 
 
 def attachment_from_entry(entry_id: str, name: str, argument: str, inline: bool) -> OutgoingAttachment:
+    missing = MailError(f"Argument '{argument}': no such file: {entry_id!r} is neither a war-room file entry nor, "
+                        'from a shell, a path to a file.')
     try:
         found = demisto.getFilePath(entry_id)
     except Exception:
-        raise argument_error(argument, 'war-room entry ids of files', entry_id) from None
+        raise missing from None
     path = found.get('path') or ''
     if not os.path.isfile(path):
-        raise argument_error(argument, 'war-room entry ids of files', entry_id)
+        raise missing
     size = os.path.getsize(path)
     if size > UPLOAD_ATTACHMENT_MAX_BYTES:
         raise MailError(f"Argument '{argument}': the file of entry {entry_id} has {size} bytes; Microsoft Graph takes "
@@ -3257,6 +3361,14 @@ def sent_mail_context(message: dict, message_id: str, status: str) -> dict:
     return context
 
 
+def attachments_line(attachments: list) -> str:
+    """What a sent mail carried, for the readable output: name and size of each file."""
+    if not attachments:
+        return ''
+    return '\nAttachments: ' + ', '.join(f'{markdown_cell(a.name)} ({a.size:,} bytes' + (', inline)' if a.is_inline else ')')
+                                         for a in attachments)
+
+
 def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
     render_body = arg_bool(args, 'renderBody')
     mail = compose_mail(client, args)
@@ -3277,7 +3389,8 @@ def send_mail_command(client: GraphClient, args: dict) -> list[dict]:
     recipients = ', '.join(context['toRecipients'] + context['ccRecipients'] + context['bccRecipients'])
     readable = (f"### Email sent from {mail.sender}\nSubject: {markdown_cell(context['subject'])}\nTo: {recipients}\n"
                 f'Status: {status}' + (f'\nMessage ID: {message_id}' if message_id else
-                                       ' (Graph accepted the mail for delivery; it returns no message id)'))
+                                       ' (Graph accepted the mail for delivery; it returns no message id)')
+                + attachments_line(mail.attachments))
     entries = [note_entry(context, readable, {'MicrosoftGraph.Email': context})]
     if render_body and mail.message['body']['content']:
         entries.append({'Type': ENTRY_NOTE, 'ContentsFormat': 'html', 'Contents': mail.message['body']['content']})
