@@ -488,15 +488,32 @@ def test_get_email_without_body(client, requests_mock):
     assert mail['BCCRecipients'] == [{'Name': 'Audit', 'Address': 'audit@contoso.com'}]
 
 
-def test_get_email_with_body_keeps_the_body_out_of_the_table(client, requests_mock):
+def test_get_email_with_body_shows_the_body_below_the_table(client, requests_mock):
     requests_mock.get(f'{BASE}/messages/{seg(MSG_ID)}', json=MESSAGE)
     entry = mgm.get_email_command(client, {'message_id': MSG_ID, 'get_body': 'true'})
     assert 'body' in qs(requests_mock.request_history[0])['$select'].split(',')
     mail = context_of(entry, 'MSGraphMail')
     assert 'SECRET-BODY-MARKER' in mail['Body']
-    assert 'SECRET-BODY-MARKER' not in entry['HumanReadable']
+    table, body = entry['HumanReadable'].split('#### Body', 1)
+    assert 'SECRET-BODY-MARKER' not in table
+    assert 'SECRET-BODY-MARKER' in body and '<' not in body.replace('```text', '')
     assert 'Invoice \\| Q3 overdue ACTION REQUIRED' in entry['HumanReadable']
     assert yml_outputs('msgraph-mail-get-email') - context_paths(entry['EntryContext']) == set()
+
+
+def test_get_email_body_cannot_close_its_fenced_block(client, requests_mock):
+    hostile = dict(MESSAGE, body={'contentType': 'text', 'content': 'hi\n````\n# Injected heading\n```'})
+    requests_mock.get(f'{BASE}/messages/{seg(MSG_ID)}', json=hostile)
+    readable = mgm.get_email_command(client, {'message_id': MSG_ID, 'get_body': 'true'})['HumanReadable']
+    block = readable.split('#### Body\n', 1)[1]
+    fence = block.split('text\n', 1)[0]
+    assert len(fence) == 5 and set(fence) == {'`'}
+    assert block.rstrip().endswith(fence) and block.count(fence) == 2
+
+
+def test_get_email_without_get_body_shows_no_body(client, requests_mock):
+    requests_mock.get(f'{BASE}/messages/{seg(MSG_ID)}', json=MESSAGE)
+    assert '#### Body' not in mgm.get_email_command(client, {'message_id': MSG_ID})['HumanReadable']
 
 
 def test_get_email_odata_overrides_select(client, requests_mock):
