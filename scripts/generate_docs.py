@@ -18,6 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 YML_PATH = ROOT / 'MicrosoftGraphMail.yml'
 README_PATH = ROOT / 'README.md'
 MODULE_FILE = 'MicrosoftGraphMail.py'
+PYTHON = 'python3'
+# Commands XSOAR itself runs (not in the yml's command list), documented with the others.
+PLATFORM_COMMANDS = [
+    {'name': 'test-module',
+     'description': "What XSOAR's Test button runs: checks that a token is issued and, when a fetch mailbox is set, "
+                    "that the mailbox and the fetch folder can be read. Answers 'ok', or says which part failed."},
+    {'name': 'fetch-incidents',
+     'description': 'What XSOAR runs on the fetch interval when Fetch incidents is set: every mail that arrived in the '
+                    'fetch folder becomes one incident (see How fetch works). From a shell the last run is kept in '
+                    'the --state file, and the incidents are printed.'},
+]
+# Arguments the yml does not mark required (the existing integration's contract) but the command needs to do
+# anything useful; the example line shows them.
+EXAMPLE_ARGUMENTS = {'send-mail': ('to',)}
 BEGIN = '<!-- BEGIN GENERATED COMMAND REFERENCE (scripts/generate_docs.py) -->'
 END = '<!-- END GENERATED COMMAND REFERENCE -->'
 
@@ -89,8 +103,10 @@ def placeholder(argument: dict) -> str:
 
 
 def example_line(command: dict) -> str:
-    words = ['python', MODULE_FILE, command['name']]
-    words += [f"{arg['name']}={placeholder(arg)}" for arg in command.get('arguments') or [] if arg.get('required')]
+    words = [PYTHON, MODULE_FILE, command['name']]
+    shown = EXAMPLE_ARGUMENTS.get(command['name'], ())
+    words += [f"{arg['name']}={placeholder(arg)}" for arg in command.get('arguments') or []
+              if arg.get('required') or arg['name'] in shown]
     return ' '.join(shlex.quote(word) for word in words) + ' --params params.json'
 
 
@@ -130,11 +146,12 @@ def command_section(command: dict) -> list:
 
 def render(integration: dict) -> str:
     """The Markdown that goes between the markers (without them)."""
-    commands = integration['script']['commands']
+    commands = PLATFORM_COMMANDS + integration['script']['commands']
     lines = [
-        f'Generated from `{YML_PATH.name}` by `python scripts/generate_docs.py`; do not edit this part by hand.',
+        f'Generated from `{YML_PATH.name}` by `python3 scripts/generate_docs.py`; do not edit this part by hand.',
         'Each command shows how to run it from a shell (see [Running from a shell](#running-from-a-shell)); in',
         'XSOAR, run it as `!command-name argument=value`. Placeholders in capitals stand for your values.',
+        '`test-module` and `fetch-incidents` are run by XSOAR itself (the Test button, the fetch interval).',
         '',
         '### Instance parameters',
         '',

@@ -31,8 +31,8 @@ def test_every_yml_command_is_documented_in_yml_order():
     reference = docs.generated_part(README)
     headings = re.findall(r'^### (\S+)$', reference, flags=re.MULTILINE)
     documented = [name for name in headings if name not in ('Instance', 'Commands')]
-    assert documented == [command['name'] for command in COMMANDS]
-    for command in COMMANDS:
+    assert documented == ['test-module', 'fetch-incidents'] + [command['name'] for command in COMMANDS]
+    for command in docs.PLATFORM_COMMANDS + COMMANDS:
         assert f"[{command['name']}](#{command['name']})" in reference
 
 
@@ -48,15 +48,26 @@ def test_every_parameter_argument_and_output_is_in_the_reference():
             assert f"| `{output['contextPath']}` |" in section, (command['name'], output['contextPath'])
 
 
-@pytest.mark.parametrize('command', COMMANDS, ids=[c['name'] for c in COMMANDS])
+@pytest.mark.parametrize('command', docs.PLATFORM_COMMANDS + COMMANDS,
+                         ids=[c['name'] for c in docs.PLATFORM_COMMANDS + COMMANDS])
 def test_example_line_runs_the_command_with_its_required_arguments(command):
     words = shlex.split(docs.example_line(command))
-    assert words[:3] == ['python', 'MicrosoftGraphMail.py', command['name']]
+    assert words[:3] == ['python3', 'MicrosoftGraphMail.py', command['name']]
     assert words[-2:] == ['--params', 'params.json']
     given = dict(word.split('=', 1) for word in words[3:-2])
-    required = [a['name'] for a in command.get('arguments') or [] if a.get('required')]
-    assert list(given) == required
+    needed = [a['name'] for a in command.get('arguments') or []
+              if a.get('required') or a['name'] in docs.EXAMPLE_ARGUMENTS.get(command['name'], ())]
+    assert list(given) == needed
     assert all(given.values())
+
+
+def test_the_send_mail_example_names_a_recipient():
+    send_mail = next(c for c in COMMANDS if c['name'] == 'send-mail')
+    assert 'to=TO' in shlex.split(docs.example_line(send_mail))
+
+
+def test_readme_has_no_contract_jargon_in_headers():
+    assert 'anchor §' not in README
 
 
 def test_markers_are_required_once():
