@@ -1854,7 +1854,7 @@ def list_emails_command(client: GraphClient, args: dict) -> dict:
     if link:
         context[NEXT_PAGE_CONTEXT_KEY] = {'NextPage': link}
         readable += ('\nMore mails are available: run the command again with next_page set to MSGraphMail.NextPage:\n'
-                     f'`next_page={link}`\n')
+                     f'`next_page="{link}"`\n')
     return note_entry(messages, readable, context)
 
 
