@@ -1,9 +1,14 @@
 """The demo: a local Microsoft Graph sandbox, an instance configured for it, and the integration's commands.
 
-Run through `bash scripts/demo.sh`. Everything it writes goes to `.demo/` (params, state, files).
+Run through `bash scripts/demo.sh [--dir DIR] [--keep-sandbox]`. Everything it writes goes to `.demo/` (the
+sandbox's files and its params file, the state, saved files). Every command is printed as it can be pasted into a
+shell in the repository folder; with --keep-sandbox the sandbox keeps running after the demo (until Enter or
+Ctrl-C), so they can be.
 """
+import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = ROOT / '.demo'
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e_support import instance_params  # noqa: E402
+KEEP_RUNNING_MARKER = 'The sandbox is still running'
 
 REAL_TENANT_PARAMS = {
     'url': 'https://graph.microsoft.com',
@@ -32,8 +34,8 @@ def banner(text: str) -> None:
     print(f'\n\033[1m== {text}\033[0m', flush=True)
 
 
-def start_sandbox() -> tuple[subprocess.Popen, dict]:
-    state_dir = DEMO_DIR / 'sandbox'
+def start_sandbox(demo_dir: Path) -> tuple[subprocess.Popen, dict]:
+    state_dir = demo_dir / 'sandbox'
     process = subprocess.Popen([sys.executable, '-m', 'sandbox', '--port', '0', '--state-dir', str(state_dir)],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     ready = process.stdout.readline().strip() if process.stdout else ''
@@ -43,22 +45,35 @@ def start_sandbox() -> tuple[subprocess.Popen, dict]:
     return process, json.loads((state_dir / 'sandbox.json').read_text())
 
 
-class Runner:
-    """Runs the integration's CLI exactly as a user would type it, and shows the command and its output."""
+def typed_path(path: Path) -> str:
+    """A path as typed in the repository folder: relative inside it, absolute elsewhere."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
-    def __init__(self, info: dict):
-        self.env = {**os.environ, 'REQUESTS_CA_BUNDLE': info['ca_path']}
-        self.env.pop('CURL_CA_BUNDLE', None)
+
+def shell_line(command: str, args: dict, options: list) -> str:
+    """The command as typed: each value quoted for the shell (`subject='Security notice'`)."""
+    words = ['python3', 'MicrosoftGraphMail.py', command, *[f'{k}={shlex.quote(str(v))}' for k, v in args.items()]]
+    return ' '.join(words + [shlex.quote(option) for option in options])
+
+
+class Runner:
+    """Runs the integration's CLI as a user types it in the repository folder, and shows the command (quoted so it
+    can be pasted) and its output. The params file the sandbox wrote names its certificate authority, so no
+    REQUESTS_CA_BUNDLE is needed."""
+
+    def __init__(self, demo_dir: Path, params_path: Path):
+        self.options = ['--params', typed_path(params_path), '--state', typed_path(demo_dir / 'state.json'),
+                        '--out', typed_path(demo_dir / 'out')]
+        self.env = {k: v for k, v in os.environ.items() if k not in ('REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE')}
 
     def run(self, command: str, **args: Any) -> dict:
         """Runs one command once. Its output is shown as the terminal renders it; `--json` output is parsed so
         later steps can use ids from it."""
-        words = [command, *[f'{k}={v}' for k, v in args.items()], '--params', 'params.json']
-        print(f'\n$ python MicrosoftGraphMail.py {" ".join(words)}', flush=True)
+        words = ['MicrosoftGraphMail.py', command, *[f'{k}={v}' for k, v in args.items()], *self.options]
+        print(f'\n$ {shell_line(command, args, self.options)}', flush=True)
         wants_data = command in ('msgraph-mail-list-emails', 'msgraph-mail-search-email')
-        completed = subprocess.run([sys.executable, str(ROOT / 'MicrosoftGraphMail.py'), *words,
-                                    *(['--json'] if wants_data else [])],
-                                   cwd=DEMO_DIR, env=self.env, capture_output=True, text=True)
+        completed = subprocess.run([sys.executable, *words, *(['--json'] if wants_data else [])],
+                                   cwd=ROOT, env=self.env, capture_output=True, text=True)
         if not wants_data:
             print((completed.stdout + completed.stderr).rstrip()[:3000], flush=True)
             return {}
@@ -74,18 +89,27 @@ def first_message_id(listing: dict) -> str:
     return messages[0]['id'] if messages else ''
 
 
-def main() -> None:
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir()
+def parse_args(argv: list) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='The integration against a local Microsoft Graph sandbox.')
+    parser.add_argument('--dir', default=str(ROOT / '.demo'), help='where the demo writes its files (default .demo)')
+    parser.add_argument('--keep-sandbox', action='store_true',
+                        help='keep the sandbox running after the demo, until Enter or Ctrl-C, to paste the commands')
+    return parser.parse_args(argv)
+
+
+def main(argv: list) -> None:
+    options = parse_args(argv)
+    demo_dir = Path(options.dir).resolve()
+    shutil.rmtree(demo_dir, ignore_errors=True)
+    demo_dir.mkdir(parents=True)
     banner('Starting the local Microsoft Graph sandbox')
-    sandbox, info = start_sandbox()
+    sandbox, info = start_sandbox(demo_dir)
     try:
         print(f"Sandbox at {info['base_url']} (mailboxes: {', '.join(info['mailboxes'])})")
-        params = instance_params(info, 'client_secret', mailbox_to_fetch='soc@contoso.com',
-                                 folder_to_fetch='Inbox/Phishing', first_fetch='30 days', isFetch=True)
-        (DEMO_DIR / 'params.json').write_text(json.dumps(params, indent=2))
-        print(f'Instance configuration written to {DEMO_DIR / "params.json"} (self-deployed app, client secret)')
-        cli = Runner(info)
+        params_path = demo_dir / 'sandbox' / 'params.json'
+        print(f'Instance configuration written by the sandbox: {typed_path(params_path)} (self-deployed app, client '
+              'secret, fetching soc@contoso.com Inbox/Phishing)')
+        cli = Runner(demo_dir, params_path)
 
         banner('test-module: credentials, mailbox and fetch folder')
         cli.run('test-module')
@@ -120,12 +144,19 @@ def main() -> None:
         banner('Pointing the same runner at a real tenant')
         print('Write a params file like this one (the secret comes from the environment, not the file):')
         print(json.dumps(REAL_TENANT_PARAMS, indent=2))
-        print('then:  MSGRAPH_CLIENT_SECRET=... python MicrosoftGraphMail.py test-module --params params.json')
+        print('then:  MSGRAPH_CLIENT_SECRET=... python3 MicrosoftGraphMail.py test-module --params my-tenant.json')
         print('See README.md, "Setting up for a real tenant", for the app registration and permissions.')
+        if options.keep_sandbox:
+            print(f'\n{KEEP_RUNNING_MARKER} at {info["base_url"]}: paste any command above in {ROOT}. '
+                  'Press Enter (or Ctrl-C) to stop it.', flush=True)
+            try:
+                sys.stdin.readline()
+            except KeyboardInterrupt:
+                pass
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
 
 
 if __name__ == '__main__':
-    main()
+    main(sys.argv[1:])
