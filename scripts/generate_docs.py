@@ -31,7 +31,7 @@ PLATFORM_COMMANDS = [
 ]
 # Arguments the yml does not mark required (the existing integration's contract) but the command needs to do
 # anything useful; the example line shows them.
-EXAMPLE_ARGUMENTS = {'send-mail': ('to',)}
+EXAMPLE_ARGUMENTS = {'send-mail': ('to', 'from')}
 BEGIN = '<!-- BEGIN GENERATED COMMAND REFERENCE (scripts/generate_docs.py) -->'
 END = '<!-- END GENERATED COMMAND REFERENCE -->'
 

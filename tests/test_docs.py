@@ -63,7 +63,7 @@ def test_example_line_runs_the_command_with_its_required_arguments(command):
 
 def test_the_send_mail_example_names_a_recipient():
     send_mail = next(c for c in COMMANDS if c['name'] == 'send-mail')
-    assert 'to=TO' in shlex.split(docs.example_line(send_mail))
+    assert {'to=TO', 'from=FROM'} <= set(shlex.split(docs.example_line(send_mail)))
 
 
 def test_readme_has_no_contract_jargon_in_headers():

@@ -1,0 +1,120 @@
+"""Unit tests behind the shell-runner issue (11): progress reports from the HTTP layer, a refused connection that
+fails fast, token error texts in whole sentences."""
+import io
+
+import pytest
+import requests
+
+import MicrosoftGraphMail as mgm
+
+GRAPH = 'https://graph.microsoft.com/v1.0'
+URL = f'{GRAPH}/users/soc@contoso.com/mailFolders'
+
+
+@pytest.fixture
+def progress(monkeypatch):
+    reported: list = []
+    monkeypatch.setattr(mgm.demisto, 'info', reported.append)
+    return reported
+
+
+def test_a_throttled_request_reports_each_wait(client, requests_mock, sleeps, progress):
+    requests_mock.get(URL, [{'status_code': 429, 'headers': {'Retry-After': '10'}},
+                            {'status_code': 503, 'headers': {'Retry-After': '0.5'}}, {'json': {'value': []}}])
+    client.get('users/soc@contoso.com/mailFolders')
+    assert progress == ['throttled by Graph (HTTP 429), retrying in 10 s, attempt 2 of 8',
+                        'Graph unavailable (HTTP 503), retrying in 0.5 s, attempt 3 of 8']
+    assert sleeps.waits == [10.0, 0.5]
+
+
+def test_an_answered_request_reports_nothing(client, requests_mock, progress):
+    requests_mock.get(URL, json={'value': []})
+    client.get('users/soc@contoso.com/mailFolders')
+    assert progress == []
+
+
+def refused() -> requests.exceptions.ConnectionError:
+    try:
+        raise ConnectionRefusedError(111, 'Connection refused')
+    except ConnectionRefusedError as cause:
+        try:
+            raise OSError('Failed to establish a new connection') from cause
+        except OSError as wrapped:
+            return requests.exceptions.ConnectionError(wrapped)
+
+
+def test_a_refused_connection_is_retried_once_and_reported(client, requests_mock, sleeps, progress):
+    route = requests_mock.get(URL, exc=refused())
+    with pytest.raises(mgm.TransportError):
+        client.get('users/soc@contoso.com/mailFolders')
+    assert route.call_count == 2 and len(sleeps.waits) == 1
+    assert len(progress) == 1 and progress[0].startswith('could not connect to graph.microsoft.com, retrying in ')
+
+
+def test_another_connection_error_keeps_the_whole_retry_budget(client, requests_mock, sleeps):
+    route = requests_mock.get(URL, exc=requests.exceptions.ConnectionError('connection reset'))
+    with pytest.raises(mgm.TransportError):
+        client.get('users/soc@contoso.com/mailFolders')
+    assert route.call_count == mgm.MAX_RETRY_ATTEMPTS
+
+
+def test_connection_refused_is_found_through_wrapped_causes():
+    assert mgm.connection_refused(refused())
+    assert not mgm.connection_refused(requests.exceptions.ConnectionError('reset by peer'))
+
+
+def test_throttled_batch_items_report_the_wait(client, requests_mock, sleeps, progress):
+    throttled = {'responses': [{'id': '1', 'status': 429, 'headers': {'Retry-After': '4'}, 'body': {}},
+                               {'id': '2', 'status': 200, 'headers': {}, 'body': {}}]}
+    done = {'responses': [{'id': '1', 'status': 200, 'headers': {}, 'body': {}}]}
+    requests_mock.post(f'{GRAPH}/$batch', [{'json': throttled}, {'json': done}])
+    client.batch([mgm.BatchItem('1', 'GET', '/me'), mgm.BatchItem('2', 'GET', '/me')])
+    assert progress == ['1 of 2 batched requests throttled by Graph, retrying in 4 s, attempt 2 of 8']
+
+
+def test_a_download_reports_every_10_mib_and_a_small_one_nothing(client, requests_mock, tmp_path, progress):
+    size = 21 * 1024 * 1024
+    requests_mock.get(f'{GRAPH}/big', body=io.BytesIO(b'x' * size), headers={'Content-Length': str(size)})
+    requests_mock.get(f'{GRAPH}/small', content=b'x' * 1024)
+    assert client.download('big', str(tmp_path / 'big')) == size
+    assert progress == ['downloading: 10 MiB of 21 MiB', 'downloading: 20 MiB of 21 MiB']
+    progress.clear()
+    client.download('small', str(tmp_path / 'small'))
+    assert progress == []
+
+
+def test_a_large_upload_reports_each_chunk(client, requests_mock, progress):
+    requests_mock.put('https://upload.example/session', status_code=202, json={})
+    total = 12 * 1024 * 1024
+    client.upload_chunk('https://upload.example/session', b'x' * (4 * 1024 * 1024), 0, total)
+    client.upload_chunk('https://upload.example/session', b'x' * 1024, 0, 1024)
+    assert progress == ['uploading an attachment: 4 MiB of 12 MiB']
+
+
+MSAL_TENANT_TEXT = ('Unable to get authority configuration for https://login.microsoftonline.com/contoso.com. Authority '
+                    'would typically be in a format of https://login.microsoftonline.com/your_tenant or '
+                    'https://tenant_name.ciamlogin.com or https://tenant_name.b2clogin.com/tenant.onmicrosoft.com/policy.'
+                    '  Also please double check your tenant name or GUID is correct.')
+
+
+def test_first_paragraph_keeps_every_sentence_of_a_long_message():
+    assert mgm.first_paragraph(MSAL_TENANT_TEXT).endswith('/policy. Also please double check your tenant name or '
+                                                          'GUID is correct.')
+
+
+def test_first_paragraph_drops_the_trace_lines_and_cuts_only_at_a_sentence_end():
+    aadsts = 'AADSTS90002: Tenant \'x\' not found. Check the tenant ID.\r\nTrace ID: 1\r\nCorrelation ID: 2'
+    assert mgm.first_paragraph(aadsts) == "AADSTS90002: Tenant 'x' not found. Check the tenant ID."
+    long_text = ' '.join(f'Sentence number {n} is here.' for n in range(100))
+    cut = mgm.first_paragraph(long_text, limit=100)
+    assert cut.endswith('is here.') and len(cut) <= 100
+    assert mgm.first_paragraph('x' * 50, limit=10) == 'x' * 10 + '…'
+
+
+def test_describe_token_error_keeps_the_whole_description_and_the_hint():
+    text = mgm.describe_token_error({'error': 'invalid_request', 'error_codes': [90002],
+                                     'error_description': "AADSTS90002: Tenant 'contoso.com' not found. This may happen "
+                                                          'if there are no active subscriptions for the tenant.\r\n'
+                                                          'Trace ID: abc'})
+    assert 'no active subscriptions for the tenant. Likely cause: the tenant ID was not found' in text
+    assert 'Trace ID' not in text
