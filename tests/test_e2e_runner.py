@@ -42,12 +42,13 @@ def start_shell_sandbox(state_dir: Path, python: tuple = (sys.executable,)) -> t
     """`python3 -m sandbox` in the repository folder; returns the process and the lines it printed on start."""
     process = subprocess.Popen([*python, '-m', 'sandbox', '--state-dir', str(state_dir)], cwd=REPO, env=clean_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [process.stdout.readline().rstrip('\n')]
-    if not lines[0].startswith('READY '):
+    ready = process.stdout.readline().rstrip('\n')
+    if not ready.startswith('READY '):
         process.kill()
-        pytest.fail(f'sandbox did not start: {lines[0]!r} {process.stderr.read()}')
+        pytest.fail(f'sandbox did not start: {ready!r} {process.stderr.read()}')
+    lines = [ready, process.stderr.readline().rstrip('\n')]
     while not lines[-1].startswith('Stop with'):
-        lines.append(process.stdout.readline().rstrip('\n'))
+        lines.append(process.stderr.readline().rstrip('\n'))
     return process, lines
 
 
