@@ -38,23 +38,21 @@ def cli(*argv: str, cwd: Path = REPO, python: tuple = (sys.executable,), timeout
                           text=True, timeout=timeout, **popen)
 
 
-def start_shell_sandbox(state_dir: Path, python: tuple = (sys.executable,)) -> tuple[subprocess.Popen, list]:
-    """`python3 -m sandbox` in the repository folder; returns the process and the lines it printed on start."""
+def start_shell_sandbox(state_dir: Path, python: tuple = (sys.executable,)) -> subprocess.Popen:
+    """`python3 -m sandbox` in the repository folder, once it printed READY."""
     process = subprocess.Popen([*python, '-m', 'sandbox', '--state-dir', str(state_dir)], cwd=REPO, env=clean_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = process.stdout.readline().rstrip('\n')
+    ready = process.stdout.readline()
     if not ready.startswith('READY '):
         process.kill()
-        pytest.fail(f'sandbox did not start: {ready!r} {process.stderr.read()}')
-    lines = [ready, process.stderr.readline().rstrip('\n')]
-    while not lines[-1].startswith('Stop with'):
-        lines.append(process.stderr.readline().rstrip('\n'))
-    return process, lines
+        pytest.fail(f'sandbox did not start: {ready!r} {process.communicate()[1]}')
+    return process
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> str:
+    """Stops the sandbox; returns what it wrote on stderr."""
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
+    return process.communicate(timeout=10)[1]
 
 
 def error_line(done: subprocess.CompletedProcess) -> str:
@@ -68,25 +66,25 @@ def error_line(done: subprocess.CompletedProcess) -> str:
 def shell_sandbox(tmp_path_factory):
     """Started by a Python without site-packages (`-S`): it must re-run itself with the project's .venv."""
     state_dir = tmp_path_factory.mktemp('shell-sandbox')
-    process, lines = start_shell_sandbox(state_dir, python=(BASE_PYTHON, '-S'))
-    yield state_dir, lines
+    process = start_shell_sandbox(state_dir, python=(BASE_PYTHON, '-S'))
+    yield state_dir
     stop(process)
 
 
-def test_the_sandbox_started_by_a_bare_python_writes_a_ready_params_file(shell_sandbox):
-    state_dir, lines = shell_sandbox
+def test_the_sandbox_started_by_a_bare_python_writes_a_ready_params_file(tmp_path):
+    state_dir = tmp_path / 'sb'
+    printed = stop(start_shell_sandbox(state_dir, python=(BASE_PYTHON, '-S')))
     params = json.loads((state_dir / 'params.json').read_text())
     info = json.loads((state_dir / 'sandbox.json').read_text())
     assert params['url'] == params['azure_ad_endpoint'] == info['base_url']
     assert params['credentials'] == {'password': info['client_secret']} and params['self_deployed'] is True
     assert os.path.isabs(params['_ca_bundle']) and Path(params['_ca_bundle']).samefile(info['ca_path'])
-    printed = '\n'.join(lines)
     assert f'REQUESTS_CA_BUNDLE={os.path.abspath(info["ca_path"])}' in printed
     assert 'params.json' in printed
 
 
 def test_the_module_run_by_a_bare_python_uses_the_project_venv_and_the_params_file(shell_sandbox, tmp_path):
-    state_dir, _ = shell_sandbox
+    state_dir = shell_sandbox
     done = cli('test-module', '--params', str(state_dir / 'params.json'), '--state', str(tmp_path / 's.json'),
                python=(BASE_PYTHON, '-S'), cwd=tmp_path)
     assert (done.returncode, done.stdout.strip()) == (0, 'ok'), done.stderr
@@ -291,7 +289,7 @@ def free_port() -> int:
 
 
 def test_a_stopped_sandbox_with_a_cached_token_fails_after_one_reported_retry(tmp_path):
-    process, _ = start_shell_sandbox(tmp_path / 'sb')
+    process = start_shell_sandbox(tmp_path / 'sb')
     params = str(tmp_path / 'sb' / 'params.json')
     state = str(tmp_path / 's.json')
     try:
