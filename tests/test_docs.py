@@ -66,6 +66,12 @@ def test_the_send_mail_example_names_a_recipient():
     assert {'to=TO', 'from=FROM'} <= set(shlex.split(docs.example_line(send_mail)))
 
 
+@pytest.mark.parametrize('command', COMMANDS, ids=[c['name'] for c in COMMANDS])
+def test_no_two_outputs_of_a_command_share_a_description(command):
+    descriptions = [o.get('description') for o in command.get('outputs') or []]
+    assert len(descriptions) == len(set(descriptions)), command['name']
+
+
 def test_readme_has_no_contract_jargon_in_headers():
     assert 'anchor §' not in README
 

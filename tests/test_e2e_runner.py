@@ -173,8 +173,8 @@ def test_a_slow_command_across_a_fetch_does_not_bring_back_the_old_last_run(fres
     assert instance.run('fetch-incidents').returncode == 0
     fresh_sandbox.add_messages_bulk(SOC, 'Inbox/Phishing', count=5, subject_prefix='Late')
     mail = fresh_sandbox.add_message(ALICE, 'Inbox', subject='slow', body='x',
-                                     attachments=[{'name': f'a{k}.txt', 'content': 'x'} for k in range(4)])
-    fresh_sandbox.set_latency(250)
+                                     attachments=[{'name': f'a{k}.txt', 'content': 'x'} for k in range(12)])
+    fresh_sandbox.set_latency(300)  # the download runs ~4 s, well past the fetch that starts during it
     slow = instance.start('msgraph-mail-get-attachment', user_id=ALICE, message_id=mail['immutableId'])
     time.sleep(0.5)
     fetch = instance.start('fetch-incidents')
@@ -382,6 +382,8 @@ def test_move_email_keeps_the_id_as_documented(instance, fresh_sandbox):
     assert done.returncode == 0
     moved = next(v for k, v in done.entries[0]['EntryContext'].items() if k.startswith('MSGraphMail.MovedEmails'))
     assert moved['ID'] == mail['immutableId']
+    described = cli('msgraph-mail-move-email', '--help').stdout
+    assert 'keeps its ID' in described and 'new ID' not in described
 
 
 def test_the_readme_send_mail_example_works_with_its_placeholders_filled(instance):
