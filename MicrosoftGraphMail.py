@@ -999,9 +999,14 @@ def path_segment(value: Any, argument: str, safe: str = '-_=') -> str:
     return urllib.parse.quote(text, safe=safe)
 
 
+def url_form_of_id(graph_id: Any) -> str:
+    """A Graph id in Graph's URL-safe form: its base64 ids may spell '/' as '-'."""
+    return str(graph_id if graph_id is not None else '').strip().replace('/', '-')
+
+
 def encode_id(graph_id: str, argument: str = 'id') -> str:
-    """A Graph id as one URL path segment. '/' becomes '-' (Graph's URL-safe form of its base64 ids)."""
-    return path_segment(str(graph_id if graph_id is not None else '').strip().replace('/', '-'), argument)
+    """A Graph id as one URL path segment, in Graph's URL-safe form."""
+    return path_segment(url_form_of_id(graph_id), argument)
 
 
 def user_path(user: str, argument: str = 'user_id') -> str:
@@ -2022,10 +2027,10 @@ def attachment_entries(client: GraphClient, user: str, message_id: str, attachme
 def find_attachment(client: GraphClient, user: str, message_id: str, attachment_id: str) -> dict:
     """One attachment's metadata, from the message's attachment list (whose $select Graph honours). A GET of the
     single attachment is never used for it: Graph may ignore $select there and send the whole contentBytes."""
-    wanted = encode_id(attachment_id)
+    wanted = url_form_of_id(attachment_id)
     for attachment in list_message_attachments(client, user, message_id):
-        if encode_id(attachment.get('id') or '') == wanted:
-            return attachment
+        if url_form_of_id(attachment.get('id')) == wanted:  # Graph's own ids are compared, never gated: a
+            return attachment                                # malformed one in the list is simply not the match
     raise GraphError(404, 'ErrorItemNotFound', 'The message has no attachment with this id.')
 
 

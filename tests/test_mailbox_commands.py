@@ -1188,3 +1188,17 @@ def test_get_attachment_id_not_in_the_message_is_a_clear_error(client, requests_
         mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': 'AAMkADNOSUCH='})
     assert 'AAMkADNOSUCH=' in str(raised.value) and MSG_ID in str(raised.value) and USER in str(raised.value)
     assert len(requests_mock.request_history) == 1 and os.listdir(in_tmp_dir) == []
+
+
+@pytest.mark.parametrize('odd_id', ['', '..', 'a\u202eb', None])
+def test_get_attachment_skips_a_malformed_id_in_graphs_list_instead_of_failing(odd_id, client, requests_mock,
+                                                                               in_tmp_dir):
+    """Graph's own list is compared, never gated: an attachment whose id could not be a path segment is just not
+    the one asked for, and the one asked for is still downloaded."""
+    listing = f"{BASE}/messages/{seg(MSG_ID)}/attachments"
+    wanted = load_json('mailbox/attachment_file.json')
+    odd = dict(wanted, id=odd_id, name='odd.pdf')
+    requests_mock.get(listing, json={'value': [odd, wanted]})
+    requests_mock.get(f"{listing}/{seg(wanted['id'])}/$value", content=PDF_BYTES)
+    entry = mgm.get_attachment_command(client, {'message_id': MSG_ID, 'attachment_id': FILE_ATT_ID})[0]
+    assert entry['File'] == 'evil.pdf'
