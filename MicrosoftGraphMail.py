@@ -391,8 +391,13 @@ def resolve_endpoints(server_url: str, azure_ad_endpoint: str = '', server_url_c
                         "custom endpoint, set the advanced parameter 'Azure AD endpoint' (azure_ad_endpoint) to its token authority.")
     # The token audience is the fronted cloud's Graph when a known Microsoft authority issues the tokens, and the
     # custom URL itself otherwise (an emulator or a proxy with its own token service). A named cloud wins over the
-    # authority's (GCC-High and DoD share one authority; GCC pairs graph.microsoft.us with the worldwide one).
+    # authority's (GCC-High and DoD share one authority), but a named cloud never takes another cloud's authority:
+    # that would send the credentials to the wrong cloud.
     issuing_cloud = next((c for c in NATIONAL_CLOUDS.values() if c.login_root == authority.lower()), None)
+    if named and issuing_cloud and named.login_root != issuing_cloud.login_root:
+        raise MailError(f"Parameter 'Cloud behind a custom Server URL' (server_url_cloud) says {named.name}, but 'Azure "
+                        f"AD endpoint' (azure_ad_endpoint) {authority} is the token authority of {issuing_cloud.name}: "
+                        f'clear one of them, or set the authority to {named.login_root}.')
     fronted = named or issuing_cloud
     audience = fronted.graph_root if fronted and issuing_cloud else url
     return Endpoints(server_url=url, cloud_name=fronted.name if fronted else 'Custom', login_root=authority,

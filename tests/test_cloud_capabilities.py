@@ -66,6 +66,19 @@ def test_a_proxy_behind_a_microsoft_authority_behaves_as_that_authoritys_cloud(a
     assert endpoints.capabilities == capabilities and endpoints.scope == f'{audience}/.default'
 
 
+@pytest.mark.parametrize('named, authority', [('US Gov GCC-High', 'https://login.chinacloudapi.cn'),
+                                               ('21Vianet (China)', 'https://login.microsoftonline.com'),
+                                               ('Worldwide', 'https://login.microsoftonline.us')])
+def test_a_named_cloud_with_another_clouds_microsoft_authority_is_refused(named, authority):
+    with pytest.raises(mgm.MailError, match=r'server_url_cloud.*azure_ad_endpoint.*token authority of'):
+        mgm.resolve_endpoints(PROXY, authority, named)
+
+
+def test_a_named_us_gov_cloud_may_share_its_authority_between_gcc_high_and_dod():
+    endpoints = mgm.resolve_endpoints(PROXY, 'https://login.microsoftonline.us', 'US Gov DoD')
+    assert endpoints.scope == 'https://dod-graph.microsoft.us/.default'
+
+
 def test_an_unknown_authority_without_a_named_cloud_is_a_worldwide_custom_endpoint():
     endpoints = mgm.resolve_endpoints(PROXY, EMULATOR_AUTHORITY)
     assert endpoints.cloud_name == 'Custom' and endpoints.capabilities == mgm.WORLDWIDE_CAPABILITIES
