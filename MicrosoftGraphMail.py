@@ -4748,10 +4748,14 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
     folder_names: dict[tuple[str, str], str] = {}
     waiting: dict[tuple[str, str], list[list]] = {}
 
+    # The query is the same in every mailbox: encoded once, not once per mailbox (the coordinator builds the requests
+    # of a whole directory page while no batch may be in flight).
+    queries = ['?' + urllib.parse.urlencode({'$filter': text, '$select': select, '$top': str(CAMPAIGN_SEARCH_PAGE_SIZE)},
+                                            quote_via=urllib.parse.quote) for text in criteria.filters()]
+
     def requests_for(mailbox: MailboxRef) -> list[MailboxRequest]:
-        return [MailboxRequest('GET', f'{messages_path(mailbox.id)}?' + urllib.parse.urlencode(
-            {'$filter': text, '$select': select, '$top': str(CAMPAIGN_SEARCH_PAGE_SIZE)}, quote_via=urllib.parse.quote),
-            tag='messages') for text in criteria.filters()]
+        path = messages_path(mailbox.id)
+        return [MailboxRequest('GET', path + query, tag='messages') for query in queries]
 
     def mailbox_index(mailbox: MailboxRef) -> int:
         if not mailboxes or mailboxes[-1][0] != mailbox.id:
