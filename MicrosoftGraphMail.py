@@ -2480,9 +2480,11 @@ class RuleAssessment:
 
 
 def recipient_addresses(value: Any) -> list[str]:
+    """The addresses of a recipients list from Graph; a malformed item is skipped, never a failure."""
     addresses = []
     for item in value if isinstance(value, list) else []:
-        address = ((item or {}).get('emailAddress') or {}).get('address') if isinstance(item, dict) else None
+        email = item.get('emailAddress') if isinstance(item, dict) else None
+        address = email.get('address') if isinstance(email, dict) else None
         if isinstance(address, str) and address.strip():
             addresses.append(address.strip())
     return addresses
@@ -2693,9 +2695,9 @@ def triage_context(client: GraphClient, user: str, rules: list[dict],
     return TriageContext(own_address, domains[0], domains[1], folder_names_by_id(client, user, rule_folder_ids(rules)))
 
 
-def describe_rule_actions(actions: dict, folder_names: dict) -> str:
+def describe_rule_actions(actions: Any, folder_names: dict) -> str:
     parts = []
-    for key, value in actions.items():
+    for key, value in actions.items() if isinstance(actions, dict) else ():
         if key in ('moveToFolder', 'copyToFolder') and isinstance(value, str):
             name = folder_names.get(value)
             parts.append(f'{key}: {name}' if name else f'{key}: {value}')

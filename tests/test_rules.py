@@ -371,6 +371,24 @@ def test_hostile_rule_text_cannot_break_the_readable_table(client, requests_mock
     assert len(table) == 3 and 'ok \\| injected ### heading' in table[2] and '\n### heading' not in readable
 
 
+MALFORMED_RULES = [
+    {'id': 'm1', 'displayName': 'x', 'actions': {'forwardTo': [{'emailAddress': 'x@evil.example'}, 'y', None]}},
+    {'id': 'm2', 'displayName': 'x', 'actions': {'redirectTo': {'emailAddress': {'address': 'x@evil.example'}}}},
+    {'id': 'm3', 'displayName': 'x', 'actions': ['delete'], 'conditions': 'everything'},
+    {'id': 'm4', 'displayName': 'x', 'actions': 'delete'},
+]
+
+
+@pytest.mark.parametrize('hostile', MALFORMED_RULES, ids=[r['id'] for r in MALFORMED_RULES])
+def test_malformed_rule_json_from_graph_is_listed_not_a_traceback(client, requests_mock, hostile):
+    requests_mock.get(RULES_URL, json={'value': [hostile]})
+    requests_mock.get(f'{RULES_URL}/{hostile["id"]}', json=hostile)
+    for entry in (mgm.list_rules_command(client, {'user_id': ANALYST}),
+                  mgm.get_rule_command(client, {'user_id': ANALYST, 'rule_id': hostile['id']})):
+        assert entry['EntryContext'][RULE_KEY][0]['id'] == hostile['id']
+    assert hostile['id'] in mgm.rule_written_entry(hostile, 'written')['HumanReadable']
+
+
 @pytest.mark.parametrize('func', [mgm.list_rules_command, mgm.get_rule_command, mgm.delete_rule_command])
 def test_rule_commands_fall_back_to_the_configured_mailbox(func, client, requests_mock):
     base = f'{GRAPH}/users/{USER}/mailFolders/inbox/messageRules'
