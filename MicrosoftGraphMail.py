@@ -2718,7 +2718,8 @@ def assessed_rule(rule: dict, context: TriageContext) -> dict:
         parsed['TriageNotes'] = assessment.notes
     actions = rule.get('actions') if isinstance(rule.get('actions'), dict) else {}
     for action, key in (('moveToFolder', 'MoveToFolderName'), ('copyToFolder', 'CopyToFolderName')):
-        name = (context.folder_names or {}).get(actions.get(action) or '')
+        folder_id = actions.get(action)
+        name = (context.folder_names or {}).get(folder_id) if isinstance(folder_id, str) else None
         if name:
             parsed[key] = name
     return parsed

@@ -376,6 +376,7 @@ MALFORMED_RULES = [
     {'id': 'm2', 'displayName': 'x', 'actions': {'redirectTo': {'emailAddress': {'address': 'x@evil.example'}}}},
     {'id': 'm3', 'displayName': 'x', 'actions': ['delete'], 'conditions': 'everything'},
     {'id': 'm4', 'displayName': 'x', 'actions': 'delete'},
+    {'id': 'm5', 'displayName': 'x', 'actions': {'moveToFolder': ['F1'], 'copyToFolder': {'id': 'F2'}}},
 ]
 
 
