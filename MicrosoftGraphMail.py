@@ -5124,6 +5124,7 @@ RULE_HUNT_FINDINGS_IN_TABLE = 50
 RULE_HUNT_ADDRESSES_KEPT = 5000
 RULE_HUNT_MAILBOXES_PER_ADDRESS = 50
 RULE_HUNT_PAGE_SIZE = 100
+RULE_HUNT_MAILBOXES_PER_RUN = 2000   # the yml's default: each mailbox costs a rules read and its folder reads
 FINDING_COLUMNS = ['Mailbox', 'DisplayName', 'IsEnabled', 'Reasons', 'ForwardsTo', 'RuleID']
 
 
@@ -5273,11 +5274,15 @@ def rule_hunt_entries(state: dict, args: dict) -> list[dict]:
     entries = [entry]
     if state['status'] == 'InProgress':
         entry.update(polling_entry_keys('msgraph-mail-hunt-rules', {
-            'hunt_id': state['id'], 'mailboxes_per_run': args.get('mailboxes_per_run') or str(ENGINE_MAILBOXES_PER_RUN)}))
+            'hunt_id': state['id'], 'mailboxes_per_run': args.get('mailboxes_per_run') or str(RULE_HUNT_MAILBOXES_PER_RUN)}))
     elif len(rows) > RULE_HUNT_FINDINGS_IN_TABLE:
         shared = {s['Address']: s['MailboxCount'] for s in context['SharedForwardingAddresses']}
         entries.append(csv_file_entry(f"{state['id']}.csv", FINDING_COLUMNS, (finding_csv_row(r, shared) for r in rows)))
     return entries
+
+
+def rule_hunt_limits(args: dict) -> EngineLimits:
+    return EngineLimits(mailboxes=arg_int(args, 'mailboxes_per_run', RULE_HUNT_MAILBOXES_PER_RUN, 1, 100_000))
 
 
 def hunt_rules_command(client: GraphClient, args: dict) -> list[dict]:
@@ -5293,7 +5298,7 @@ def hunt_rules_command(client: GraphClient, args: dict) -> list[dict]:
         state = {'kind': RULE_HUNT_KIND, 'id': hunt_id, 'status': 'InProgress', 'created': format_time(utc_now()),
                  'engine': EngineJob.start(hunt_id, scope).to_state()}
     if state['status'] == 'InProgress':
-        run_rule_hunt(client, state, engine_limits(args))
+        run_rule_hunt(client, state, rule_hunt_limits(args))
         save_campaign_job(hunt_id, state)
     return rule_hunt_entries(state, args)
 

@@ -1,8 +1,13 @@
 """Unit tests for msgraph-mail-hunt-rules' own parts: scope checks, the 21Vianet refusal, the bounded memory of
 forwarding addresses and how findings are shown. The hunt itself runs end to end in test_e2e_hunt_rules.py."""
+import os
+
 import pytest
+import yaml
 
 import MicrosoftGraphMail as mgm
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('args, words', [
@@ -65,3 +70,15 @@ def test_a_hunt_in_progress_asks_to_be_polled_with_its_id():
     assert entries[0]['PollingCommand'] == 'msgraph-mail-hunt-rules'
     assert entries[0]['PollingArgs'] == {'hunt_id': 'rulehunt-1', 'mailboxes_per_run': '50'}
     assert 'not judged: HTTP 403' in entries[0]['HumanReadable']
+
+
+def test_the_default_mailboxes_per_run_is_the_one_the_yml_declares(client, monkeypatch):
+    with open(os.path.join(ROOT_DIR, 'MicrosoftGraphMail.yml'), encoding='utf-8') as handle:
+        command = next(c for c in yaml.safe_load(handle)['script']['commands'] if c['name'] == 'msgraph-mail-hunt-rules')
+    declared = next(a['defaultValue'] for a in command['arguments'] if a['name'] == 'mailboxes_per_run')
+    used = []
+    monkeypatch.setattr(mgm, 'run_rule_hunt', lambda client, state, limits: used.append(limits.mailboxes))
+    monkeypatch.setattr(mgm, 'save_campaign_job', lambda *a: None)
+    entries = mgm.hunt_rules_command(client, {'all_mailboxes': 'true'})   # run locally, no yml default applied
+    assert used == [int(declared)]
+    assert entries[0]['PollingArgs']['mailboxes_per_run'] == declared
