@@ -2605,7 +2605,9 @@ def assess_rule(rule: dict, context: TriageContext) -> RuleAssessment:
     if money and (deletes or forwards_outside or hiding):
         reasons.append(f"filters on money words ({', '.join(money[:6])})")
     moves = any(actions.get(a) for a, _ in FOLDER_ACTIONS)
-    if has_no_conditions(rule.get('conditions')) and (deletes or moves or forwards_to):
+    # Forwarding every message to the mailbox itself sends nothing anywhere: not the "everything" sign.
+    forwards_away = [a for a in forwards_to if a.lower() != context.own_address.lower()]
+    if has_no_conditions(rule.get('conditions')) and (deletes or moves or forwards_away):
         reasons.append('applies to every message (no conditions)')
     for problem in (matches_everything_trick(conditions), name_problem(rule.get('displayName'))):
         if problem:

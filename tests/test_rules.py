@@ -259,6 +259,8 @@ ASSESSMENTS = [
     (rule({'forwardTo': to('boss@contoso.com')}, {'sentToMe': False, 'subjectContains': []}),
      ['applies to every message (no conditions)']),
     (rule({'markImportance': 'high'}, {}), []),
+    (rule({'redirectTo': to('Dana@contoso.com')}, {}), []),     # to the mailbox itself: nothing leaves it
+    (rule({'redirectTo': to('dana@contoso.com', 'boss@contoso.com')}, {}), ['applies to every message (no conditions)']),
     (rule({'markImportance': 'low'}, {'bodyContains': ['\u0000']}),
      ['matches every message (a condition contains a NUL character)']),
     (rule({'markImportance': 'low'}, {'withinSizeRange': {'minimumSize': 0, 'maximumSize': 999999}}),
