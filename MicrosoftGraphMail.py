@@ -2782,6 +2782,12 @@ def short_text(value: Any) -> str:
     return text if len(text) <= READABLE_TEXT_MAX_CHARS else text[:READABLE_TEXT_MAX_CHARS] + '…'
 
 
+def dict_field(item: dict, name: str) -> dict:
+    """A nested object of Graph JSON, or {} when Graph sent null or something else."""
+    value = item.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def get_settings_command(client: GraphClient, args: dict) -> dict:
     user = mailbox_arg(client, args)
     try:
@@ -2795,8 +2801,8 @@ def get_settings_command(client: GraphClient, args: dict) -> dict:
            'userPurpose': parsed.get('userPurpose'), 'dateFormat': parsed.get('dateFormat'),
            'timeFormat': parsed.get('timeFormat')}
     reply_row = {'status': replies.get('status'), 'externalAudience': replies.get('externalAudience'),
-                 'start': (replies.get('scheduledStartDateTime') or {}).get('dateTime'),
-                 'end': (replies.get('scheduledEndDateTime') or {}).get('dateTime'),
+                 'start': dict_field(replies, 'scheduledStartDateTime').get('dateTime'),
+                 'end': dict_field(replies, 'scheduledEndDateTime').get('dateTime'),
                  'internalReplyMessage': short_text(replies.get('internalReplyMessage')),
                  'externalReplyMessage': short_text(replies.get('externalReplyMessage'))}
     readable = markdown_table(f'Mailbox settings of {user}', [row], list(row)) + '\n' + \

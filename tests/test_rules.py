@@ -415,6 +415,17 @@ def test_get_settings_writes_every_contract_path(client, requests_mock):
     assert 'Out of office \\| back Monday' in readable and '<p>' not in readable
 
 
+@pytest.mark.parametrize('replies', [
+    {'status': 'scheduled', 'scheduledStartDateTime': '2026-01-01T00:00:00', 'scheduledEndDateTime': ['x']},
+    {'status': 'scheduled', 'scheduledStartDateTime': None, 'internalReplyMessage': {'html': '<p>x</p>'}},
+])
+def test_get_settings_with_malformed_nested_fields_is_shown_not_a_traceback(client, requests_mock, replies):
+    requests_mock.get(f'{BASE}/mailboxSettings', json={**SETTINGS, 'automaticRepliesSetting': replies})
+    entry = mgm.get_settings_command(client, {'user_id': ANALYST})
+    assert entry['EntryContext'][SETTINGS_KEY]['automaticRepliesSetting'] == replies
+    assert '|scheduled|' in entry['HumanReadable']
+
+
 def test_get_settings_defaults_to_the_configured_mailbox(client, requests_mock):
     requests_mock.get(f'{GRAPH}/users/{USER}/mailboxSettings', json=SETTINGS)
     assert mgm.get_settings_command(client, {})['EntryContext'][SETTINGS_KEY]['userId'] == USER
