@@ -2794,7 +2794,7 @@ def get_settings_command(client: GraphClient, args: dict) -> dict:
         settings = client.get(f'{user_path(user)}/mailboxSettings')
     except GraphError as exc:
         raise describe_graph_error(exc, f'Mailbox settings of {user}', 'MailboxSettings.Read') from None
-    parsed = {'userId': user, **without_odata(settings)}
+    parsed = {**without_odata(settings), 'userId': user}   # the context key is the mailbox asked, whatever Graph sent
     replies = parsed.get('automaticRepliesSetting') if isinstance(parsed.get('automaticRepliesSetting'), dict) else {}
     language = parsed.get('language') if isinstance(parsed.get('language'), dict) else {}
     row = {'userId': user, 'timeZone': parsed.get('timeZone'), 'language': language.get('locale'),

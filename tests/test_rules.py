@@ -426,6 +426,12 @@ def test_get_settings_with_malformed_nested_fields_is_shown_not_a_traceback(clie
     assert '|scheduled|' in entry['HumanReadable']
 
 
+def test_get_settings_context_key_is_the_mailbox_asked_even_if_graph_sends_a_user_id(client, requests_mock):
+    requests_mock.get(f'{BASE}/mailboxSettings', json={**SETTINGS, 'userId': 'other@contoso.com'})
+    entry = mgm.get_settings_command(client, {'user_id': ANALYST})
+    assert entry['EntryContext'][SETTINGS_KEY]['userId'] == ANALYST
+
+
 def test_get_settings_defaults_to_the_configured_mailbox(client, requests_mock):
     requests_mock.get(f'{GRAPH}/users/{USER}/mailboxSettings', json=SETTINGS)
     assert mgm.get_settings_command(client, {})['EntryContext'][SETTINGS_KEY]['userId'] == USER
