@@ -2615,11 +2615,20 @@ def assess_rule(rule: dict, context: TriageContext) -> RuleAssessment:
     return RuleAssessment(bool(reasons), reasons, notes, list(dict.fromkeys(forwards_to)))
 
 
+def readable_folder_id(folder_id: Any) -> bool:
+    """Whether a folder id from a rule can be read as one URL path segment (the gate every id goes through)."""
+    try:
+        return isinstance(folder_id, str) and bool(encode_id(folder_id))
+    except MailError:
+        return False
+
+
 def rule_folder_ids(rules: Iterable[dict]) -> list[str]:
+    """The distinct folder ids the rules move or copy to that can be read; any other stays unread (a note)."""
     ids = []
     for rule in rules:
         actions = rule.get('actions') if isinstance(rule.get('actions'), dict) else {}
-        ids += [actions[a] for a, _ in FOLDER_ACTIONS if isinstance(actions.get(a), str) and actions.get(a)]
+        ids += [actions[a] for a, _ in FOLDER_ACTIONS if readable_folder_id(actions.get(a))]
     return list(dict.fromkeys(ids))
 
 

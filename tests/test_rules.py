@@ -392,6 +392,18 @@ def test_malformed_rule_json_from_graph_is_listed_not_a_traceback(client, reques
     assert hostile['id'] in mgm.rule_written_entry(hostile, 'written')['HumanReadable']
 
 
+@pytest.mark.parametrize('folder_id', ['..', 'a b', 'F\u202e1', 'x' * 5000])
+def test_a_folder_id_from_graph_that_cannot_be_a_path_is_a_note_not_a_failed_listing(client, requests_mock, folder_id):
+    hostile = {'id': 'r1', 'displayName': 'Move', 'conditions': {'senderContains': ['a']},
+               'actions': {'moveToFolder': folder_id}}
+    requests_mock.get(RULES_URL, json={'value': [hostile]})
+    entry = mgm.list_rules_command(client, {'user_id': ANALYST})
+    parsed = entry['EntryContext'][RULE_KEY][0]
+    assert parsed['id'] == 'r1' and parsed['Suspicious'] is False
+    assert parsed['TriageNotes'] == [f'moves mail to folder {folder_id[:16]}… (name could not be read)']
+    assert requests_mock.call_count == 1   # the rules only: the folder is not read
+
+
 @pytest.mark.parametrize('func', [mgm.list_rules_command, mgm.get_rule_command, mgm.delete_rule_command])
 def test_rule_commands_fall_back_to_the_configured_mailbox(func, client, requests_mock):
     base = f'{GRAPH}/users/{USER}/mailFolders/inbox/messageRules'
