@@ -5226,7 +5226,8 @@ def run_rule_hunt(client: GraphClient, state: dict, limits: EngineLimits) -> Non
         gathered = open_mailboxes[mailbox.id]
         body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
         if request.tag == 'rules':
-            gathered['rules'] += [r for r in body.get('value') or [] if isinstance(r, dict)]
+            values = body.get('value') if isinstance(body.get('value'), list) else []
+            gathered['rules'] += [r for r in values if isinstance(r, dict)]
             link = relative_graph_link(client, body.get('@odata.nextLink'))
             if link:
                 return [MailboxRequest('GET', link, tag='rules')]

@@ -112,6 +112,26 @@ def test_a_listed_hunt_with_a_failing_mailbox_reports_it_and_goes_on(cli, tenant
     assert findings_by_mailbox(hunt) == SEEDED_FINDINGS
 
 
+HOSTILE_RULES = [
+    {'value': 5},
+    {'value': [{'id': 'h1', 'displayName': 'Hostile one', 'conditions': {},
+                'actions': {'forwardTo': [{'emailAddress': 'x@evil.example'}], 'moveToFolder': '..'}},
+               {'id': 'h2', 'displayName': 'Hostile two', 'actions': {'copyToFolder': ['F'], 'delete': True}}]},
+]
+
+
+@pytest.mark.parametrize('body', HOSTILE_RULES, ids=['value-not-a-list', 'malformed-rules'])
+def test_a_mailbox_with_malformed_rules_json_does_not_stop_the_hunt(cli, tenant, body):
+    tenant.add_fault(r'^/v1\.0/users/erin@contoso\.com/mailFolders/inbox/messageRules', status=200, body=body,
+                     in_batch=True)
+    hunt = hunt_of(cli.run('msgraph-mail-hunt-rules', mailboxes='dana@contoso.com,erin@contoso.com,alice@contoso.com'))
+    assert hunt['Status'] == 'Completed' and hunt['MailboxesSearched'] == 3 and hunt['MailboxesFailedCount'] == 0
+    erin = {f['RuleID']: f['Reasons'] for f in hunt['Findings'] if f['Mailbox'] == 'erin@contoso.com'}
+    assert erin == ({} if body == {'value': 5} else {'h1': ['applies to every message (no conditions)'],
+                                                      'h2': ['deletes mail', 'applies to every message (no conditions)']})
+    assert {m: n for m, n in findings_by_mailbox(hunt).items() if m != 'erin@contoso.com'} == SEEDED_FINDINGS
+
+
 def test_throttled_sub_requests_change_nothing_in_the_result(cli, tenant):
     tenant.add_fault(r'^/v1\.0/users/[^/]+/mailFolders', status=429, retry_after=0.2, every_nth=7, in_batch=True)
     hunt = hunt_of(cli.run('msgraph-mail-hunt-rules', all_mailboxes='true'))
