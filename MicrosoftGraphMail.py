@@ -2824,7 +2824,11 @@ def recipient_scope_text(value: Any) -> Any:
     whether Graph sent the names or the number."""
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+    if isinstance(value, list):
+        return ', '.join(str(part).strip() for part in value if str(part).strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
         names = [name for name, bit in RECIPIENT_SCOPE_FLAGS if number & bit]
         unknown = number & ~sum(bit for _, bit in RECIPIENT_SCOPE_FLAGS)
