@@ -2578,10 +2578,12 @@ def assess_rule(rule: dict, context: TriageContext) -> RuleAssessment:
         if unknown:
             why = context.domains_unknown_why if context.tenant_domains is None else 'not an internet address'
             notes.append(f"{verb} to {', '.join(unknown)}: external could not be judged ({why})")
-    deletes = bool(actions.get('delete') or actions.get('permanentDelete'))
-    if actions.get('permanentDelete'):
+    # Graph's flags are true/false; anything else (a "false" string) is no action, as Exchange would read it.
+    marks_read = actions.get('markAsRead') is True
+    deletes = actions.get('delete') is True or actions.get('permanentDelete') is True
+    if actions.get('permanentDelete') is True:
         reasons.append('permanently deletes mail')
-    elif actions.get('delete'):
+    elif actions.get('delete') is True:
         reasons.append('deletes mail')
     hiding = []
     for action, verb in FOLDER_ACTIONS:
@@ -2592,10 +2594,10 @@ def assess_rule(rule: dict, context: TriageContext) -> RuleAssessment:
                 hiding.append(f'{verb} mail to {folder_label(folder_id, folder_names)}')
             elif name is None:
                 notes.append(f'{verb} mail to {folder_label(folder_id, folder_names)}')
-    if hiding and actions.get('markAsRead'):
+    if hiding and marks_read:
         hiding[-1] += ' and marks it read'
     reasons += hiding
-    if actions.get('markAsRead') and not hiding and (deletes or forwards_outside):
+    if marks_read and not hiding and (deletes or forwards_outside):
         reasons.append('marks mail read')
     texts = predicate_texts(conditions)
     security = matched_words(SECURITY_WORD_PATTERN, texts)

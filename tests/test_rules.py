@@ -249,6 +249,8 @@ ASSESSMENTS = [
     (rule({'markAsRead': True}), []),
     (rule({'delete': True, 'markAsRead': True}), ['deletes mail', 'marks mail read']),
     (rule({'permanentDelete': True, 'delete': True}), ['permanently deletes mail']),
+    (rule({'delete': 'false', 'permanentDelete': 0, 'markAsRead': 'true', 'forwardTo': to('x@evil.example')}),
+     ['forwards outside the tenant to x@evil.example']),     # flags that are not true/false are no action
     (rule({'assignCategories': ['x']}, {'subjectContains': ['Password reset required']}),
      ['filters on security words (password, reset)']),
     (rule({'assignCategories': ['x']}, {'headerContains': ['X-Phish-Report']}), ['filters on security words (phish)']),
