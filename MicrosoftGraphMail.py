@@ -5151,9 +5151,20 @@ RULE_HUNT_MAILBOXES_PER_RUN = 2000   # the yml's default: each mailbox costs a r
 FINDING_COLUMNS = ['Mailbox', 'DisplayName', 'IsEnabled', 'Reasons', 'ForwardsTo', 'RuleID']
 
 
+RULE_HUNT_TEXT_KEPT = 500              # characters of a finding's name, reason or note kept with the hunt
+RULE_HUNT_ADDRESSES_PER_FINDING = 20
+
+
+def kept_text(value: Any) -> str:
+    text = str(value or '')
+    return text if len(text) <= RULE_HUNT_TEXT_KEPT else text[:RULE_HUNT_TEXT_KEPT] + '…'
+
+
 def finding_row(mailbox: str, rule: dict, assessment: RuleAssessment) -> list:
-    return [mailbox, str(rule.get('id') or ''), str(rule.get('displayName') or ''), bool(rule.get('isEnabled')),
-            assessment.reasons, assessment.forwards_to, assessment.notes]
+    """A finding as kept with the hunt between polling runs: every text bounded, whatever Graph sent."""
+    return [mailbox, str(rule.get('id') or ''), kept_text(rule.get('displayName')), rule.get('isEnabled') is True,
+            [kept_text(r) for r in assessment.reasons], assessment.forwards_to[:RULE_HUNT_ADDRESSES_PER_FINDING],
+            [kept_text(n) for n in assessment.notes]]
 
 
 def note_forwarding(forwards: dict, mailbox: str, addresses: Iterable[str]) -> None:

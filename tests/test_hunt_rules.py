@@ -82,3 +82,16 @@ def test_the_default_mailboxes_per_run_is_the_one_the_yml_declares(client, monke
     entries = mgm.hunt_rules_command(client, {'all_mailboxes': 'true'})   # run locally, no yml default applied
     assert used == [int(declared)]
     assert entries[0]['PollingArgs']['mailboxes_per_run'] == declared
+
+
+def test_a_finding_kept_with_the_hunt_is_bounded_whatever_graph_sent():
+    many = [f'drop{i}@evil{i}.example' for i in range(500)]
+    name = '.' + os.urandom(50_000).hex()    # not compressible: the kept state would grow with it
+    rule = {'id': 'r1', 'displayName': name, 'isEnabled': 'yes',
+            'actions': {'forwardTo': [{'emailAddress': {'address': a}} for a in many]}, 'conditions': {}}
+    context = mgm.TriageContext('dana@contoso.com', frozenset({'contoso.com'}), '', {})
+    row = mgm.finding_row('dana@contoso.com', rule, mgm.assess_rule(rule, context))
+    assert len(mgm.pack_rows([row])) < 10_000
+    assert row[2] == name[:mgm.RULE_HUNT_TEXT_KEPT] + '…' and row[3] is False
+    assert row[4][0].startswith('forwards outside the tenant to drop0@evil0.example, ') and row[4][0].endswith('…')
+    assert row[5] == many[:mgm.RULE_HUNT_ADDRESSES_PER_FINDING]
