@@ -2495,7 +2495,9 @@ def address_domain(address: str) -> str:
 
 
 def in_domains(domain: str, domains: Iterable[str]) -> bool:
-    return any(domain == d or domain.endswith('.' + d) for d in domains)
+    """Exact match only: a subdomain that is not itself one of the tenant's domains is routed outside the tenant
+    (and can be taken over), so forwarding to it is forwarding outside."""
+    return domain in set(domains)
 
 
 def address_locality(address: str, context: TriageContext) -> str:
