@@ -1494,6 +1494,18 @@ def save_bytes_as_file(data: bytes) -> str:
 LINE_BREAKS = re.compile(r'[\r\n]+')
 
 
+def without_invisible_controls(text: str) -> str:
+    """Text a reader sees as it is: bidi overrides and other format characters (a subject written right-to-left
+    to look harmless) are dropped, control characters become spaces; line breaks are kept for the caller."""
+    kept = []
+    for character in text:
+        category = unicodedata.category(character)
+        if category == 'Cf':
+            continue
+        kept.append(' ' if category == 'Cc' and character not in '\r\n' else character)
+    return ''.join(kept)
+
+
 def markdown_cell(value: Any) -> str:
     if value is None:
         return ''
@@ -1501,7 +1513,7 @@ def markdown_cell(value: Any) -> str:
         value = ', '.join(markdown_cell(v) for v in value)
     elif isinstance(value, dict):
         value = value.get('Address') or value.get('Name') or json.dumps(value, default=str)
-    text = str(value).replace('\\', '\\\\').replace('|', '\\|')
+    text = without_invisible_controls(str(value)).replace('\\', '\\\\').replace('|', '\\|')
     # Lines joined by one space. Split, not `\s*[\r\n]+\s*`: that regex is quadratic on long runs of spaces.
     return ' '.join(part.strip() for part in LINE_BREAKS.split(text) if part.strip())
 

@@ -375,3 +375,10 @@ def test_throttled_batch_items_are_not_retried_past_the_deadline(requests_mock):
     clock.now += 15  # half of the deadline is spent already
     results = client.batch([mgm.BatchItem('1', 'GET', f'users/{USER}/messages/AAMk')])
     assert results['1']['status'] == 429 and route.call_count == 1
+
+
+def test_readable_tables_drop_bidi_overrides_and_blank_control_characters():
+    """A subject or rule name written with a right-to-left override must not reorder what the analyst reads."""
+    cell = mgm.markdown_cell('Invoice \u202eexe.pdf\u202c paid\x07now|x')
+    assert cell == 'Invoice exe.pdf paid now\\|x'
+    assert '\u202e' not in mgm.markdown_table('Rules', [{'Name': 'r\u2066ule\u2069'}], ['Name'])
