@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -583,8 +582,8 @@ def _print_output() -> None:
 def _follow_polling() -> None:
     """XSOAR runs a command again while its last entry carries polling keys (PollingCommand, PollingArgs: what
     CommonServerPython's ScheduledCommand adds). From a shell, show that entry on stderr as progress and run the
-    command again at once with those arguments (a fresh process, same params, state and output folder); its exit
-    status becomes ours. The state lock is released first: the next run takes it."""
+    command again at once with those arguments (the process is replaced by a fresh one: same params, state and output
+    folder, so its exit status is the run's). The state lock is released first: the next run takes it."""
     last = _runtime.entries[-1] if _runtime.entries else None
     if not (isinstance(last, dict) and last.get('PollingCommand')) or any(
             isinstance(e, dict) and e.get('Type') == ERROR_ENTRY_TYPE for e in _runtime.entries):
@@ -594,8 +593,11 @@ def _follow_polling() -> None:
     command_line = [sys.executable, _runtime.main_file, str(last['PollingCommand']),
                     *arguments, *_runtime.pass_on]
     sys.stdout.flush()
+    sys.stderr.flush()
     _release_state_lock()
-    os._exit(subprocess.run(command_line, cwd=_runtime.invocation_dir).returncode)
+    # exec, not a child process: hundreds of polling runs replace one another instead of nesting one Python each
+    os.chdir(_runtime.invocation_dir)
+    os.execv(sys.executable, command_line)
 
 
 def _release_state_lock() -> None:

@@ -118,3 +118,25 @@ def test_describe_token_error_keeps_the_whole_description_and_the_hint():
                                                           'Trace ID: abc'})
     assert 'no active subscriptions for the tenant. Likely cause: the tenant ID was not found' in text
     assert 'Trace ID' not in text
+
+
+def test_a_polling_rerun_replaces_the_process_instead_of_nesting_one_per_run(monkeypatch, tmp_path):
+    """A 10,000-mailbox search takes hundreds of polling runs: each must replace the runner (exec), not wait on a
+    child that waits on a child, so the chain never holds one Python process per run."""
+    runner = mgm.demisto
+    calls: list = []
+    monkeypatch.setattr(runner.os, 'execv', lambda program, argv: calls.append(('exec', program, argv)))
+    monkeypatch.setattr('subprocess.run', lambda *a, **k: calls.append(('child', a)))
+    monkeypatch.setattr(runner.os, '_exit', lambda code: calls.append(('exit', code)))
+    monkeypatch.setattr(runner.os, 'chdir', lambda path: calls.append(('chdir', path)))
+    monkeypatch.setattr(runner._runtime, 'entries', [{'Type': 1, 'HumanReadable': 'InProgress',
+                                                      'PollingCommand': 'msgraph-mail-hunt-rules',
+                                                      'PollingArgs': {'hunt_id': 'h1', 'skip': None}}])
+    monkeypatch.setattr(runner._runtime, 'main_file', '/x/MicrosoftGraphMail.py')
+    monkeypatch.setattr(runner._runtime, 'pass_on', ['--state', str(tmp_path / 's.json')])
+    monkeypatch.setattr(runner._runtime, 'invocation_dir', str(tmp_path))
+    runner._follow_polling()
+    assert [c[0] for c in calls] == ['chdir', 'exec']
+    assert calls[0][1] == str(tmp_path)
+    assert calls[1][2][1:] == ['/x/MicrosoftGraphMail.py', 'msgraph-mail-hunt-rules', 'hunt_id=h1',
+                               '--state', str(tmp_path / 's.json')]
