@@ -1652,6 +1652,14 @@ HIDDEN_ELEMENTS = ('script', 'style', 'head')
 LINE_BREAK_TAG = re.compile(r'<br\b[^<>]*>|</(?:p|div|tr|li|h[1-6])\s*>', re.I)
 ANY_TAG = re.compile(r'<[^<>]+>')
 ASCII_LOWER = str.maketrans('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
+DECIMAL_CHARACTER_REFERENCE = re.compile(r'&#([0-9]+)')
+
+
+def bounded_decimal_reference(match: re.Match) -> str:
+    """A decimal reference html.unescape can convert: its int() refuses more than 4,300 digits (ValueError) and is
+    slower than linear on long ones. Leading zeros go; 8 digits or more is past U+10FFFF, which is U+FFFD."""
+    digits = match.group(1).lstrip('0') or '0'
+    return f'&#{digits if len(digits) < 8 else "65533"}'
 
 
 def hidden_part_start(elements: Iterable[str]) -> re.Pattern:
@@ -1689,7 +1697,7 @@ def html_to_text(html: str) -> str:
     """A readable plain-text version of an HTML body (for incident details), without a second Graph call."""
     import html as html_lib
     text = LINE_BREAK_TAG.sub('\n', without_hidden_parts(html or ''))
-    text = html_lib.unescape(ANY_TAG.sub('', text))
+    text = html_lib.unescape(DECIMAL_CHARACTER_REFERENCE.sub(bounded_decimal_reference, ANY_TAG.sub('', text)))
     return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
 
 

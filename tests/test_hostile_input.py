@@ -382,3 +382,13 @@ def test_readable_tables_drop_bidi_overrides_and_blank_control_characters():
     cell = mgm.markdown_cell('Invoice \u202eexe.pdf\u202c paid\x07now|x')
     assert cell == 'Invoice exe.pdf paid now\\|x'
     assert '\u202e' not in mgm.markdown_table('Rules', [{'Name': 'r\u2066ule\u2069'}], ['Name'])
+
+
+@pytest.mark.parametrize('body, text', [
+    ('&#' + '9' * 5000 + ';x', '\ufffdx'),  # past Python's 4,300-digit int limit: html.unescape raises ValueError
+    ('&#' + '0' * 5000 + '65;x', 'Ax'),  # leading zeros do not change the character, however many
+    ('&#' + '1' * 4300 + ';x', '\ufffdx'),
+    ('&#65;&#1114112;&#66', 'A\ufffdB'),
+])
+def test_a_numeric_character_reference_of_any_length_becomes_one_character(body, text):
+    assert mgm.html_to_text(f'<p>{body}</p>') == text
