@@ -292,6 +292,13 @@ def normalize_private_key(key: str) -> str:
     return '\n'.join([begin, *(compact[i:i + 64] for i in range(0, len(compact), 64)), end]) + '\n'
 
 
+def ascii_whole_number(value: Any) -> Optional[int]:
+    """A non-negative whole number written in ASCII digits, else None. `str.isdigit` alone is not enough:
+    it accepts '²' and other digits `int` refuses."""
+    text = str(value if value is not None else '').strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_bool(value: Any, default: bool = False) -> bool:
     if value is None or value == '':
         return default
@@ -873,7 +880,7 @@ class ProgressReporter:
 
     def __init__(self, what: str, total: Any = None):
         self.what = what
-        self.total = int(total) if str(total or '').isdigit() else 0
+        self.total = ascii_whole_number(total) or 0
         self.next_report = PROGRESS_STEP_BYTES
 
     def advance(self, done: int) -> None:
@@ -1224,7 +1231,7 @@ class GraphClient:
                     progress.check(size)
                     meter.advance(size)
                 announced = response.headers.get('Content-Length')
-            check_download_complete(size, int(announced) if str(announced or '').isdigit() else None, expected_size)
+            check_download_complete(size, ascii_whole_number(announced), expected_size)
         except requests.exceptions.RequestException as exc:
             remove_file(destination)
             raise TransportError(f'The download broke off after {size} bytes ({type(exc).__name__}); run the '
@@ -2852,8 +2859,9 @@ def recipient_scope_text(value: Any) -> Any:
         return ', '.join(str(part).strip() for part in value if str(part).strip())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if (isinstance(value, int) and value >= 0) or (isinstance(value, str) and value.strip().isdigit()):
-        number = int(value)
+    number = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else \
+        ascii_whole_number(value) if isinstance(value, str) else None
+    if number is not None:
         names = [name for name, bit in RECIPIENT_SCOPE_FLAGS if number & bit]
         unknown = number & ~sum(bit for _, bit in RECIPIENT_SCOPE_FLAGS)
         return ', '.join(names + ([str(unknown)] if unknown else [])) or 'none'

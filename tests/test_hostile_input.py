@@ -392,3 +392,11 @@ def test_readable_tables_drop_bidi_overrides_and_blank_control_characters():
 ])
 def test_a_numeric_character_reference_of_any_length_becomes_one_character(body, text):
     assert mgm.html_to_text(f'<p>{body}</p>') == text
+
+
+@pytest.mark.parametrize('value, expected', [('42', 42), (' 7 ', 7), ('\u00b2', None), ('\u0663', None), ('-1', None),
+                                             ('', None), (None, None), ('1e3', None)])
+def test_only_ascii_whole_numbers_from_a_server_are_read_as_numbers(value, expected):
+    """Content-Length and sizes come from the server: a superscript or Arabic-Indic digit passes str.isdigit but
+    int() refuses it, which would end a download in a traceback."""
+    assert mgm.ascii_whole_number(value) == expected

@@ -514,7 +514,8 @@ def test_mailtips_without_any_mailbox_each_address_asks_itself_in_one_batch(make
 
 @pytest.mark.parametrize('value, expected', [(0, 'none'), (1, 'internal'), ('2', 'external'), (12, 'externalPartner, externalNonPartner'),
                                              (17, 'internal, 16'), ('internal,external', 'internal, external'), (None, None),
-                                             (2.0, 'external'), (-1, '-1'), (1.5, '1.5'), (['internal', 'external'], 'internal, external')])
+                                             (2.0, 'external'), (-1, '-1'), (1.5, '1.5'), (['internal', 'external'], 'internal, external'),
+                                             ('\u00b2', '\u00b2'), (' 3 ', 'internal, external')])
 def test_recipient_scope_accepts_names_or_numbers(value, expected):
     assert mgm.recipient_scope_text(value) == expected
 
