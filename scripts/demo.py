@@ -138,6 +138,10 @@ def main(argv: list) -> None:
                 **{'from': 'soc@contoso.com'})
         cli.run('msgraph-mail-list-emails', user_id='alice@contoso.com', page_size='2')
 
+        banner('Tenant-wide: every copy of the campaign in every mailbox, and inbox rules that hide or leak mail')
+        cli.run('msgraph-mail-search-mailboxes', all_mailboxes='true', sender='ar@contoso-billing.co')
+        cli.run('msgraph-mail-hunt-rules', all_mailboxes='true')
+
         banner('Bad input is reported, not a traceback')
         cli.run('msgraph-mail-list-emails', user_id='alice@contoso.com', page_size='5000')
 
