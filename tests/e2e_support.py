@@ -104,3 +104,19 @@ def context_value(entry: dict, prefix: str) -> Optional[Any]:
         if key.split('(')[0] == prefix:
             return value
     return None
+
+
+def ok(result: CliResult) -> CliResult:
+    """A successful run: exit code 0 and no traceback."""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    return result
+
+
+def failure(result: CliResult) -> str:
+    """The error text of a failed run in terminal mode (as_json=False): exit code 1, message on stderr."""
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr and 'Traceback' not in result.stdout, result.stderr
+    message = result.stderr.strip()
+    assert message, 'no error message on stderr'
+    return message

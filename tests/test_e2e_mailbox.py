@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e_support import Instance
+from tests.e2e_support import Instance, failure, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -52,21 +52,6 @@ BIDI_CONTROLS = set('\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u206
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def ok(result):
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr
-    return result
-
-
-def failure(result) -> str:
-    """The error text of a failed run in terminal mode (as_json=False): exit code 1, message on stderr."""
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr and 'Traceback' not in result.stdout, result.stderr
-    message = result.stderr.strip()
-    assert message, 'no error message on stderr'
-    return message
-
-
 def first(result) -> dict:
     return result.entries[0]
 

@@ -7,7 +7,7 @@ a colleague or to her own other mailbox); alice's ".." rule forwards invoices ou
 import pytest
 import requests
 
-from tests.e2e_support import Instance
+from tests.e2e_support import Instance, failure, ok
 
 pytestmark = pytest.mark.e2e
 
@@ -51,18 +51,6 @@ BENIGN = [(ERIN, 'Invoices to Invoices folder'), (ERIN, 'Payroll notices'), (ERI
           (ERIN, 'Copy to my other mailbox'), (ERIN, 'Team updates'), (ERIN, 'Important from CEO'),
           (ERIN, 'Large attachments'), (ERIN, 'Mark CCs read'), (ALICE, 'Move newsletters'),
           (BOB, 'Flag alerts from monitoring')]
-
-
-def ok(result):
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr
-    return result
-
-
-def failure(result) -> str:
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr + result.stdout
-    return result.stderr.strip()
 
 
 def rules_of(result) -> dict:
