@@ -4855,9 +4855,14 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
         return follow
 
     run_mailbox_job(client, job, requests_for, on_answer, 'Mail.ReadWrite', limits, listed_mailboxes(job))
+    record_job_run(state, job, 'found', rows)
+
+
+def record_job_run(state: dict, job: 'EngineJob', key: str, rows: list) -> None:
+    """Stores what one run of a multi-mailbox job gathered: its cursor, its rows packed, their count, its status."""
     state['engine'] = job.to_state()
-    state['found'] = pack_rows(rows)
-    state['found_count'] = len(rows)
+    state[key] = pack_rows(rows)
+    state[f'{key}_count'] = len(rows)
     state['status'] = 'Completed' if job.done else 'InProgress'
 
 
@@ -5296,10 +5301,7 @@ def run_rule_hunt(client: GraphClient, state: dict, limits: EngineLimits) -> Non
         return []
 
     run_mailbox_job(client, job, requests_for, on_answer, 'MailboxSettings.Read', limits, listed_mailboxes(job))
-    state['engine'] = job.to_state()
-    state['findings'] = pack_rows(findings)
-    state['findings_count'] = len(findings)
-    state['status'] = 'Completed' if job.done else 'InProgress'
+    record_job_run(state, job, 'findings', findings)
 
 
 def rule_hunt_context(state: dict, rows: list) -> dict:
