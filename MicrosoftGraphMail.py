@@ -59,6 +59,11 @@ BATCH_MAX_REQUESTS = 20
 # one $batch in parallel, so a $batch "costs" up to 4 of those.
 APP_CONCURRENT_REQUESTS = 4
 BATCH_PARALLEL_SUBREQUESTS = 4
+# A sequential $batch (each sub-request dependsOn the one before) runs one sub-request at a time, so it costs one of
+# the 4, and four of them in flight keep Graph busy while each one's answer travels back (`run_batches(chained=True)`).
+# A failed sub-request makes the rest of its chain 424 (not run, sent again); past this share of failures a chain
+# runs fewer sub-requests per round trip than a parallel batch does, and parallel batches are sent instead.
+CHAIN_FAILURE_BREAK_EVEN = 0.2
 # Limits that hold whatever the input (README "Security").
 COMMAND_DEADLINE_SECONDS = 240.0        # XSOAR stops a command after 5 minutes by default
 FETCH_DEADLINE_SECONDS = 50.0           # fetch runs every minute by default: end before the next run
@@ -1187,7 +1192,7 @@ class GraphClient:
         return results
 
     def run_batches(self, items: Iterable[BatchItem],
-                    on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]]) -> None:
+                    on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]], chained: bool = False) -> None:
         """The one multi-request scheduler: every multi-request workload (several mailboxes included) goes here.
 
         * Items are packed into $batch calls of up to 20 (they may target different mailboxes).
@@ -1202,12 +1207,24 @@ class GraphClient:
         * `items` is read lazily and `on_answer(item, answer)` is called (in the calling thread) with each final
           answer; it may return follow-up items (the next page of a mailbox, say), which are sent before new ones.
           Memory stays flat in the length of `items`.
+        * `chained=True` (a large workload, order free): items go in sequential $batch calls, each costing one of the
+          4, so four run side by side and no slot waits while an answer travels back. Chains shorten as the work runs
+          out, and while more than CHAIN_FAILURE_BREAK_EVEN of the answers fail, parallel batches are sent instead.
+          Items a failure left unrun (424) are sent again at once, with their retry budget untouched.
+        * If the run breaks off (deadline, an envelope that failed for good, an error raised by `on_answer`), the
+          answers of batches already sent are still waited for and handed to `on_answer`, so a change Graph made is
+          never left unrecorded; then the error is raised.
         """
-        _BatchRun(self, iter(items), on_answer).run()
+        _BatchRun(self, iter(items), on_answer, chained).run()
 
-    def post_batch(self, items: list[BatchItem]) -> dict[str, dict]:
-        """One $batch call (retried as a whole on an envelope 429/503): {item id: answer}; a missing answer is a 500."""
-        responses = self.post('$batch', {'requests': [batch_request_json(item) for item in items]}).get('responses') or []
+    def post_batch(self, items: list[BatchItem], sequential: bool = False) -> dict[str, dict]:
+        """One $batch call (retried as a whole on an envelope 429/503): {item id: answer}; a missing answer is a 500.
+        `sequential`: each item depends on the one before, so Graph runs them one after the other."""
+        requests_json = [batch_request_json(item) for item in items]
+        if sequential:
+            for before, request in zip(requests_json, requests_json[1:]):
+                request['dependsOn'] = [before['id']]
+        responses = self.post('$batch', {'requests': requests_json}).get('responses') or []
         by_id = {str(r.get('id')): r for r in responses if isinstance(r, dict)}
         return {item.id: by_id.get(item.id) or {'status': 500, 'headers': {}, 'body': {'error': {
             'code': 'MissingBatchResponse', 'message': 'Graph returned no response for this request.'}}}
@@ -1367,13 +1384,16 @@ class _BatchRun:
     worker threads send, with a heap of throttled items waiting for their own Retry-After."""
 
     def __init__(self, client: 'GraphClient', source: Iterator[BatchItem],
-                 on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]]):
+                 on_answer: Callable[[BatchItem, dict], Iterable[BatchItem]], chained: bool = False):
         self.client = client
         self.source: Optional[Iterator[BatchItem]] = source
         self.on_answer = on_answer
+        self.chained = chained
+        self.failure_share = 0.0   # moving share of answers that failed (each failure cuts a chain short)
         self.ready: deque[_Pending] = deque()
         self.delayed: list[tuple[float, int, _Pending]] = []
-        self.in_flight: dict[Future, tuple[list[_Pending], int]] = {}
+        self.in_flight: dict[Future, tuple[list[_Pending], int, bool]] = {}
+        self.landed: deque[tuple[list[_Pending], dict[str, dict], bool]] = deque()   # answered, not yet settled
         self.units = 0
         self.clock = _SchedulerClock(client.retry.sleep)
         self._order = 0
@@ -1389,18 +1409,44 @@ class _BatchRun:
                     if self.in_flight:
                         done, _ = wait(list(self.in_flight), timeout=self._time_to_next_due(),
                                        return_when=FIRST_COMPLETED)
-                        landed = [self._land(future) for future in done]
+                        self.landed.extend(self._land(future) for future in done)
                         self._launch(pool, limit)  # the next batch goes out before this one's answers are handled
-                        for chunk, answers in landed:
-                            self._settle(chunk, answers)
+                        while self.landed:
+                            self._settle(*self.landed.popleft())
                     elif self.delayed:
                         self.clock.sleep(self._time_to_next_due() or 0.0)
                     elif not self.ready:
                         return
             except BaseException:
-                for future in self.in_flight:
-                    future.cancel()
+                self._settle_sent_batches()
                 raise
+
+    def _settle_sent_batches(self) -> None:
+        """On a break-off: batches not started are cancelled; the answers of those already sent are handed over as
+        final (a move Graph made is recorded as done, not found 'gone' by the next run)."""
+        for future in list(self.in_flight):
+            if future.cancel():
+                self._land_cancelled(future)
+                continue
+            try:
+                self.landed.append(self._land(future))
+            except BaseException:  # noqa: BLE001 - the error that broke the run off is the one raised
+                continue
+        while self.landed:
+            try:
+                self._hand_over_final(*self.landed.popleft())
+            except BaseException:  # noqa: BLE001
+                continue
+
+    def _land_cancelled(self, future: Future) -> None:
+        _, cost, _ = self.in_flight.pop(future)
+        self.units -= cost
+
+    def _hand_over_final(self, chunk: list[_Pending], answers: dict[str, dict], sequential: bool) -> None:
+        unrun = set(id(p) for p in self._unrun(chunk, answers)) if sequential else set()
+        for pending in chunk:
+            if id(pending) not in unrun:
+                self.on_answer(pending.item, answers[pending.item.id])
 
     def _refill(self) -> None:
         """Reads items lazily: enough for the batches that can be in flight, never the whole workload."""
@@ -1413,27 +1459,50 @@ class _BatchRun:
 
     def _launch(self, pool: ThreadPoolExecutor, limit: int) -> None:
         while self.ready:
-            size = min(BATCH_MAX_REQUESTS, len(self.ready))
-            cost = min(size, BATCH_PARALLEL_SUBREQUESTS)
+            sequential = self.chained and self.failure_share <= CHAIN_FAILURE_BREAK_EVEN
+            if sequential:
+                # What is left spread over the free lanes, so the last chains end together.
+                size = min(BATCH_MAX_REQUESTS, max(1, math.ceil(len(self.ready) / max(1, limit - self.units))))
+                cost = 1
+            else:
+                size = min(BATCH_MAX_REQUESTS, len(self.ready))
+                cost = min(size, BATCH_PARALLEL_SUBREQUESTS)
             if self.units and self.units + cost > limit:
                 return
             chunk = [self.ready.popleft() for _ in range(size)]
-            future = pool.submit(self.client.post_batch, [p.item for p in chunk])
-            self.in_flight[future] = (chunk, cost)
+            future = pool.submit(self.client.post_batch, [p.item for p in chunk], sequential and size > 1)
+            self.in_flight[future] = (chunk, cost, sequential and size > 1)
             self.units += cost
             self._refill()
 
-    def _land(self, future: Future) -> tuple[list[_Pending], dict[str, dict]]:
-        chunk, cost = self.in_flight.pop(future)
+    def _land(self, future: Future) -> tuple[list[_Pending], dict[str, dict], bool]:
+        chunk, cost, sequential = self.in_flight.pop(future)
         self.units -= cost
-        return chunk, future.result()  # an envelope failure (after its own retries) ends the run
+        return chunk, future.result(), sequential  # an envelope failure (after its own retries) ends the run
 
-    def _settle(self, chunk: list[_Pending], answers: dict[str, dict]) -> None:
+    @staticmethod
+    def _unrun(chunk: list[_Pending], answers: dict[str, dict]) -> list[_Pending]:
+        """Items of a sequential batch Graph did not run: answered 424 after an earlier item failed."""
+        unrun: list[_Pending] = []
+        failed = False
+        for pending in chunk:
+            status = int(answers[pending.item.id].get('status') or 0)
+            if failed and status == 424:
+                unrun.append(pending)
+            failed = failed or status >= 400
+        return unrun
+
+    def _settle(self, chunk: list[_Pending], answers: dict[str, dict], sequential: bool = False) -> None:
         retry = self.client.retry
         follow_ups: list[BatchItem] = []
         waits: list[tuple[float, int]] = []
+        unrun = self._unrun(chunk, answers) if sequential else []
+        skipped = set(id(p) for p in unrun)
         for pending in chunk:
+            if id(pending) in skipped:
+                continue
             answer = answers[pending.item.id]
+            self.failure_share = 0.98 * self.failure_share + 0.02 * (int(answer.get('status') or 0) >= 400)
             if answer.get('status') in (429, 503):
                 after = retry_after_seconds(answer.get('headers'))
                 delay = retry.backoff(pending.attempts) if after is None else after
@@ -1449,6 +1518,8 @@ class _BatchRun:
         if waits:
             report_progress(retry_notice(f'{len(waits)} of {len(chunk)} batched requests throttled by Graph',
                                          *max(waits), retry.max_attempts))
+        # Follow-ups first (the next page of a mailbox), then what a failure left unrun, then the rest.
+        self.ready.extendleft(reversed(unrun))
         self.ready.extendleft(_Pending(item) for item in reversed(follow_ups))
 
     def _release_due(self) -> None:
@@ -4587,7 +4658,7 @@ def run_mailbox_job(client: GraphClient, job: EngineJob,
         first = [BatchItem('page', 'GET', job.page or directory_first_page(job.scope_kind, job.scope_value))]
     else:
         first = []
-    client.run_batches(first, handle)
+    client.run_batches(first, handle, chained=True)
 
 
 # ================================================================================ CAMPAIGN RESPONSE

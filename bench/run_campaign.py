@@ -4,14 +4,19 @@ command line against the sandbox, next to the floor Graph's limits impose.
     python bench/run_campaign.py [--sizes 1000,10000] [--latency-ms 20] [--share 0.05] [--repeat 1] [--e2e]
 
 Sandbox model (see bench/README.md "Campaign response"): every response takes --latency-ms; each $batch sub-request
-takes the same time again while it runs, Outlook runs at most 4 sub-requests of one batch at once, and at most 4
-Graph requests of the app (sub-requests included) run at a time (a 5th is answered 429 ApplicationThrottled). The
-floor is therefore mailboxes x latency / 4: one sub-request per mailbox, four at a time.
+takes the same time again while it runs, Outlook runs at most 4 sub-requests of one batch at once (a sequential batch,
+each item dependsOn the one before: one at a time), and at most 4 Graph requests of the app (sub-requests included)
+run at a time (a 5th is answered 429 ApplicationThrottled). The floor is therefore mailboxes x latency / 4: one
+sub-request per mailbox, four at a time.
+
+The engine sends sequential batches, four side by side, so no lane waits while an answer travels back. A sub-request
+that fails (a user without a mailbox) leaves the rest of its batch unrun (424); those are sent again: `not_run_424`
+counts them and `sent_per_mailbox` includes them (`requests_per_mailbox` counts what Graph ran).
 
 Where the time goes, from the sandbox's request log: `model_s` is what the latency model alone charges for the
-$batch calls actually sent (latency + item latency x ceil(items / 4) each, one batch after the other), `sandbox_s`
-what the sandbox measured for them (its own processing included), `client_s` the rest of the wall time (process
-start, packing, the pause between an answer and the next send, HTTP transfer, a polling re-run).
+$batch calls actually sent, as lane time over the 4 lanes (see batch_time_split), `sandbox_s` the same from what the
+sandbox measured (its own processing included), `client_s` the rest of the wall time (process start, packing, the
+pause between an answer and the next send, HTTP transfer, a polling re-run).
 `--repeat N` runs the search N times and reports the run with the median wall time (the machine is shared).
 
 `--e2e` also runs the full-size end-to-end scenario of tests/test_e2e_campaign.py (2,000 users, 600 copies, 429/503
@@ -58,21 +63,25 @@ class TenantSandbox(RemoteSandbox):
         return self._call('GET', 'log')
 
 
-def batch_time_split(log: list, latency_ms: int) -> tuple[float, float]:
-    """(seconds the latency model charges for the $batch calls in `log`, seconds the sandbox measured for them).
+def batch_time_split(log: list, latency_ms: int) -> tuple[float, float, int]:
+    """(seconds the latency model charges for the $batch calls in `log`, seconds the sandbox measured for them,
+    sub-requests Graph did not run: answered 424 after an earlier one of their sequential batch failed).
 
-    Sub-requests are logged as they finish and their envelope after them; the client keeps one full batch in flight,
-    so the items logged since the previous envelope are the items of the next one."""
+    Both times are lane time spread over the 4 lanes the app has: a parallel batch holds min(items, 4) lanes for
+    latency + item latency x ceil(items / 4), a sequential one holds 1 lane for latency + item latency x items run.
+    That is what the model would charge with every lane kept busy, the client's pauses between batches left out."""
     model_ms = measured_ms = 0.0
-    items = 0
+    not_run = 0
     for entry in log:
-        if entry.get('in_batch'):
-            items += 1
-        elif entry.get('path', '').lower().endswith('/$batch'):
-            model_ms += latency_ms + latency_ms * -(-items // 4)
-            measured_ms += entry.get('duration_ms', 0.0)
-            items = 0
-    return model_ms / 1000, measured_ms / 1000
+        summary = entry.get('batch')
+        if not summary:
+            continue
+        ran = summary['items'] - summary['not_run']
+        not_run += summary['not_run']
+        lanes, rounds = (1, ran) if summary['sequential'] else (min(4, summary['items']), -(-ran // 4))
+        model_ms += lanes * (latency_ms + latency_ms * rounds)
+        measured_ms += lanes * entry.get('duration_ms', 0.0)
+    return model_ms / 4000, measured_ms / 4000, not_run
 
 
 def totals(stats: dict) -> tuple[int, int]:
@@ -109,7 +118,7 @@ def measure(size: int, latency_ms: int, share: float, workdir: Path, repeat: int
                     raise BenchmarkError(f'{name} failed: {run.stderr[-500:]} {run.stdout[-500:]}')
                 runs.append((run.wall_s, run, sandbox.stats(), sandbox.concurrency(), batch_time_split(sandbox.log(), latency_ms)))
             runs.sort(key=lambda r: r[0])
-            _, run, stats, concurrency, (model_s, sandbox_s) = runs[len(runs) // 2]
+            _, run, stats, concurrency, (model_s, sandbox_s, not_run) = runs[len(runs) // 2]
             entry = next(e for e in run.entries if e.get('EntryContext'))
             result = context_value(entry, 'MSGraphMail.CampaignSearch' if name == 'search' else 'MSGraphMail.Remediation')
             if name == 'search':
@@ -122,7 +131,8 @@ def measure(size: int, latency_ms: int, share: float, workdir: Path, repeat: int
             units = mailboxes if name == 'search' else copies
             row_floor = units * latency_ms / 1000 / 4
             rows.append({'size': size, 'workload': name, 'mailboxes': mailboxes, 'copies': copies,
-                         'graph_requests': requests, 'round_trips': trips,
+                         'graph_requests': requests, 'round_trips': trips, 'not_run_424': not_run,
+                         'sent_per_mailbox': round((requests + not_run) / units, 3),
                          'requests_per_mailbox': round(requests / units, 3), 'round_trips_per_mailbox': round(trips / units, 4),
                          'wall_s': round(run.wall_s, 2), 'floor_s': round(row_floor, 2),
                          'vs_floor': round(run.wall_s / row_floor, 2) if row_floor else None,
@@ -141,7 +151,8 @@ def measure(size: int, latency_ms: int, share: float, workdir: Path, repeat: int
 def print_rows(rows: list[dict], latency_ms: int) -> None:
     print(f'\nCampaign response, sandbox latency {latency_ms} ms per response and per running sub-request, '
           f'4 in flight per app; peak RSS: {rss_method()}')
-    header = ['size', 'workload', 'mailboxes', 'copies', 'graph_requests', 'requests_per_mailbox', 'round_trips',
+    header = ['size', 'workload', 'mailboxes', 'copies', 'graph_requests', 'requests_per_mailbox', 'not_run_424',
+              'sent_per_mailbox', 'round_trips',
               'round_trips_per_mailbox', 'wall_s', 'floor_s', 'vs_floor', 'model_s', 'sandbox_s', 'client_s', 'peak_rss_mb',
               'concurrency_429']
     print(' | '.join(header))

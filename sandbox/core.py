@@ -83,6 +83,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # filled by the router
     route: "Route | None" = None
     principal: str | None = None  # set once the bearer token is validated
+    batch_summary: dict | None = None  # a $batch envelope: its items, whether sequential, how many were not run
 
     @cached_property
     def query(self) -> dict[str, str]:

@@ -5,8 +5,9 @@ same dispatcher as a top-level request, inheriting the outer request's
 authenticated principal.  Faults apply to items only when the rule says
 ``in_batch``; items are counted under ``batch_items`` in the statistics.
 Items run like Outlook runs them: at most 4 at a time, in list order (one at
-a time when any item has ``dependsOn``, which forces an item's dependencies to
-run first and yields 424 when one of them failed).  Each running item holds a
+a time when the batch is sequential: every item after the first has ``dependsOn``,
+as Graph requires of a batch that is not fully parallel; an item whose dependency
+failed is not run and answers 424).  Each running item holds a
 slot of the app's concurrency limit (tenant.py) and takes
 ``settings.batch_item_latency_ms``.
 """
@@ -56,11 +57,14 @@ class BatchApi:
                                    else self._execute(item, request))
             return results[item["id"]]
 
-        if any(item["dependsOn"] for item in items):
+        sequential = any(item["dependsOn"] for item in items)
+        if sequential:
             for item in items:
                 run(item)
         else:
             self._run_parallel(items, request, results)
+        not_run = sum(1 for r in results.values() if r["status"] == 424)
+        request.batch_summary = {"items": len(items), "sequential": sequential, "not_run": not_run}
         return Response.json({"responses": [results[item["id"]] for item in items]})
 
     def _run_parallel(self, items: list[dict], outer: Request, results: dict[str, dict]) -> None:
@@ -137,6 +141,9 @@ def _validate(payload: Any) -> list[dict]:
         if item["id"] in seen:
             raise bad_request(f"Batch request ids must be unique; '{item['id']}' is repeated.")
         seen.add(item["id"])
+    if any(item["dependsOn"] for item in items) and not all(item["dependsOn"] for item in items[1:]):
+        raise bad_request("Batch should be either fully sequential or fully parallel: when one request has "
+                          "'dependsOn', every request after the first needs one.")
     for item in items:
         for dependency in item["dependsOn"]:
             if dependency not in seen:

@@ -220,6 +220,7 @@ class Stats:
                 "query": request.query_string, "status": status, "key": key,
                 "in_batch": request.in_batch, "duration_ms": round(duration_ms, 3),
                 "request_id": request.request_id,
+                **({"batch": request.batch_summary} if request.batch_summary else {}),
             })
 
     def snapshot(self) -> dict:

@@ -95,16 +95,17 @@ class ConcurrentPosts:
         self.peak_batches = 0
         self.batches = 0
 
-    def __call__(self, items):
+    def __call__(self, items, sequential=False):
+        running = 1 if sequential else min(len(items), 4)   # Outlook runs a sequential batch one item at a time
         with self.lock:
             self.batches += 1
-            self.sub_requests += min(len(items), 4)
+            self.sub_requests += running
             self.peak_sub_requests = max(self.peak_sub_requests, self.sub_requests)
             self.peak_batches = max(self.peak_batches, self.batches)
         time.sleep(self.pause)
         with self.lock:
             self.batches -= 1
-            self.sub_requests -= min(len(items), 4)
+            self.sub_requests -= running
         return {i.id: {'status': 200, 'headers': {}, 'body': {}} for i in items}
 
 
@@ -121,8 +122,8 @@ def test_small_batches_run_side_by_side_within_four(client, monkeypatch):
     posts = ConcurrentPosts(pause=0.3)
     throttled = {'i1': 1.0, 'i2': 1.05, 'i3': 1.1}
 
-    def post(items):
-        answers = posts(items)
+    def post(items, sequential=False):
+        answers = posts(items, sequential)
         for i in items:
             if i.id in throttled:
                 answers[i.id] = {'status': 429, 'headers': {'Retry-After': str(throttled.pop(i.id))}, 'body': {}}
@@ -215,3 +216,124 @@ def test_token_manager_is_safe_across_threads():
     for thread in threads:
         thread.join()
     assert SlowProvider.calls == 1
+
+
+# ================================================================================ sequential (chained) batches
+class ChainAwareBatch(FakeBatch):
+    """FakeBatch that honours dependsOn as Graph does: after a failed item, the items depending on it answer 424."""
+
+    def __init__(self, plan=None, retry_after=None):
+        super().__init__(plan, retry_after)
+        self.chains: list[bool] = []   # per post: was it sequential (every item after the first dependsOn the one before)
+        self.ran: list[str] = []
+
+    def __call__(self, request, context):
+        sent = request.json()['requests']
+        self.chains.append(all(r.get('dependsOn') == [before['id']] for before, r in zip(sent, sent[1:])) and len(sent) > 1
+                           and 'dependsOn' not in sent[0])
+        answers = super().__call__(request, context)['responses']
+        failed = False
+        for sub, answer in zip(sent, answers):
+            if failed and sub.get('dependsOn'):
+                answer.update(status=424, headers={}, body={'error': {'code': 'FailedDependency', 'message': 'x'}})
+            else:
+                self.ran.append(sub['id'])
+            failed = failed or answer['status'] >= 400
+        return {'responses': answers}
+
+
+def run_chained(client, items):
+    answers: dict[str, list[int]] = {}
+    client.run_batches(items, lambda done, answer: answers.setdefault(done.id, []).append(answer['status']) and (),
+                       chained=True)
+    return answers
+
+
+def test_chained_batches_are_sequential_and_four_run_side_by_side(client, monkeypatch):
+    posts = ConcurrentPosts(pause=0.05)
+    monkeypatch.setattr(client, 'post_batch', posts)
+    answered = []
+    client.run_batches([item(n) for n in range(200)], lambda done, answer: answered.append(done.id) or (), chained=True)
+    assert sorted(answered) == sorted(f'i{n}' for n in range(200))
+    assert posts.peak_batches == 4, 'four sequential batches (one sub-request running each) fit the 4 per app'
+    assert posts.peak_sub_requests <= 4
+
+
+def test_a_chained_batch_carries_depends_on_the_item_before(client, requests_mock):
+    fake = ChainAwareBatch()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    run_chained(client, [item(n) for n in range(100)])
+    assert [len(p) for p in fake.posts[:4]] == [20] * 4 and sum(len(p) for p in fake.posts) == 100
+    assert all(chain for post, chain in zip(fake.posts, fake.chains) if len(post) > 1)
+    sent = requests_mock.request_history[0].json()['requests']
+    assert 'dependsOn' not in sent[0] and sent[5]['dependsOn'] == [sent[4]['id']]
+
+
+def test_chains_shorten_so_the_last_ones_end_together(client, requests_mock):
+    fake = ChainAwareBatch()
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    run_chained(client, [item(n) for n in range(25)])
+    assert [len(p) for p in fake.posts] == [7, 6, 6, 6]
+
+
+def test_items_a_failure_left_unrun_are_sent_again_and_answered_once(make_client, requests_mock, sleeps):
+    client = make_client(max_attempts=1)   # no retries at all: a 424 must not use up an item's budget
+    fake = ChainAwareBatch(plan={'i3': [404], 'i30': [429]}, retry_after={'i30': 1})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    answers = run_chained(client, [item(n) for n in range(80)])
+    assert sorted(answers) == sorted(f'i{n}' for n in range(80))
+    assert all(len(statuses) == 1 for statuses in answers.values()), 'an item was answered twice'
+    assert answers['i3'] == [404] and answers['i30'] == [429]
+    assert {s for k, v in answers.items() if k not in ('i3', 'i30') for s in v} == {200}, 'a 424 reached the caller'
+    assert sorted(fake.ran) == sorted(f'i{n}' for n in range(80)), 'each item ran exactly once'
+
+
+def test_a_424_without_an_earlier_failure_is_a_final_answer(client, requests_mock):
+    fake = ChainAwareBatch(plan={'i0': [424]})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    answers = run_chained(client, [item(n) for n in range(4)])
+    assert answers['i0'] == [424] and len(fake.posts) == 4
+
+
+def test_throttled_items_in_a_chain_wait_for_their_own_retry_after(client, requests_mock, sleeps):
+    fake = ChainAwareBatch(plan={'i2': [429, 200]}, retry_after={'i2': 4})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    answers = run_chained(client, [item(n) for n in range(80)])
+    assert answers['i2'] == [200] and {s for v in answers.values() for s in v} == {200}
+    assert sleeps.waits == [4.0], 'the items after the throttled one went on without waiting'
+    assert fake.posts[-1] == ['i2']
+
+
+def test_when_most_answers_fail_parallel_batches_are_sent_instead(client, requests_mock):
+    """A chain cut short at every item would run one sub-request per round trip: past the break-even share of
+    failures the scheduler packs parallel batches (no dependsOn)."""
+    fake = ChainAwareBatch(plan={f'i{n}': [403] for n in range(400)})
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    answers = run_chained(client, [item(n) for n in range(400)])
+    assert {s for v in answers.values() for s in v} == {403} and len(answers) == 400
+    assert fake.chains[0] and not any(fake.chains[-10:])
+    assert len(fake.posts) < 60, f'{len(fake.posts)} round trips for 400 failing items'
+
+
+def test_a_break_off_still_hands_over_the_answers_of_batches_already_sent(client, monkeypatch):
+    """A batch that failed as a whole ends the run, but the other batches in flight did their work at Graph: their
+    answers reach on_answer (a remediation records its moves) before the error is raised."""
+    calls = [0]
+    lock = threading.Lock()
+
+    def post(items, sequential=False):
+        with lock:
+            calls[0] += 1
+            number = calls[0]
+        if number == 2:
+            time.sleep(0.02)
+            raise mgm.GraphError(400, 'BadRequest', 'envelope refused')
+        time.sleep(0.1)
+        return {i.id: {'status': 200, 'headers': {}, 'body': {}} for i in items}
+
+    monkeypatch.setattr(client, 'post_batch', post)
+    answered = []
+    with pytest.raises(mgm.GraphError):
+        client.run_batches([item(n) for n in range(80)], lambda done, answer: answered.append(done.id) or (),
+                           chained=True)
+    assert len(answered) == 60, 'the three batches sent beside the failed one were not all handed over'

@@ -91,7 +91,11 @@ def test_each_mailbox_rules_and_folders_are_read_once_in_batches(cli, tenant):
     graph_calls = {k: v['requests'] for k, v in stats['endpoints'].items() if '/v1.0/' in k}
     assert set(graph_calls) == {'POST /v1.0/$batch', 'GET /v1.0/domains'} and graph_calls['GET /v1.0/domains'] == 1
     items = stats['totals']['batch_items']
-    assert graph_calls['POST /v1.0/$batch'] <= items // 20 + 10, 'sub-requests must be packed 20 to a $batch'
+    failed = sum(n for bucket in stats['batch_items'].values() for status, n in bucket['statuses'].items()
+                 if int(status) >= 400)
+    # 20 to a $batch; a sequential batch is cut short only where a sub-request failed (a user without a mailbox),
+    # and the last ones of the run are shorter so that they end together
+    assert graph_calls['POST /v1.0/$batch'] <= items // 20 + failed + 8, 'sub-requests must be packed 20 to a $batch'
 
 
 def test_a_group_hunt_checks_its_transitive_members(cli, tenant):

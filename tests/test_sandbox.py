@@ -446,6 +446,30 @@ def test_batch_dispatch_limits_and_throttled_items(sb, graph):
     assert throttled[1]["status"] == 200
 
 
+def test_sequential_batch_runs_in_order_and_a_failure_leaves_the_rest_unrun(sb, graph):
+    chain = [{"id": "1", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox"},
+             {"id": "2", "method": "GET", "url": "/users/ghost@contoso.com/messages", "dependsOn": ["1"]},
+             {"id": "3", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox", "dependsOn": ["2"]},
+             {"id": "4", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox", "dependsOn": ["3"]}]
+    sb.reset_stats()
+    by_id = {r["id"]: r for r in graph.post("/$batch", json={"requests": chain}).json()["responses"]}
+    assert [by_id[k]["status"] for k in "1234"] == [200, 404, 424, 424]
+    assert by_id["3"]["body"]["error"]["code"] == "FailedDependency"
+    assert sb.stats()["totals"]["batch_items"] == 2, "items not run are not Graph requests"
+    envelope = [e for e in sb.log() if e["path"].endswith("/$batch")][-1]
+    assert envelope["batch"] == {"items": 4, "sequential": True, "not_run": 2}
+
+
+def test_a_batch_neither_fully_sequential_nor_fully_parallel_is_refused(sb, graph):
+    mixed = [{"id": "1", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox"},
+             {"id": "2", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox", "dependsOn": ["1"]},
+             {"id": "3", "method": "GET", "url": f"/users/{ALICE}/mailFolders/inbox"}]
+    sb.reset_stats()
+    answer = graph.post("/$batch", json={"requests": mixed})
+    assert answer.status_code == 400 and "fully sequential or fully parallel" in answer.json()["error"]["message"]
+    assert sb.stats()["totals"]["batch_items"] == 0
+
+
 # --- delta ---------------------------------------------------------------------------------
 
 def delta_round(graph: Graph, url: str, headers: dict | None = None, on_page=None) -> tuple[list[dict], str]:
