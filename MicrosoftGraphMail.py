@@ -1723,14 +1723,22 @@ def parse_message(message: dict, user_id: str, include_body: bool = True) -> dic
     return parsed
 
 
-# HTML to text runs on attacker-written mail inside fetch, so every step is linear in the body's length: hidden
-# parts are found with str.find (never a lazy regex that rescans the rest of the body for each opening tag),
-# and tags are matched up to the next '<' so an unclosed '<' costs one scan.
-HIDDEN_ELEMENTS = ('script', 'style', 'head')
+# HTML to text runs on attacker-written mail inside fetch, so every step is linear in the body's length: each
+# hidden part is one alternative of one regex that always matches once it has started (an unclosed one runs to the
+# body's end, as in a browser), so no opening is ever rescanned; tags are matched up to the next '<' so an unclosed
+# '<' costs one scan. Case is folded for ASCII only: '<ſcript>' is no script to a browser.
+HIDDEN_PART = re.compile(
+    r'<(?=[!?stin])(?:'  # the look-ahead only makes a run of '<' cheap: it names the first letters below
+    r'!--(?:-?>|.*?(?:--!?>|\Z))'  # a comment, also the '<!-->' and '--!>' forms that close it early
+    r'|[!?][^>]*>?'  # a bogus comment (<!DOCTYPE, <![CDATA[, <?xml): it ends at its first '>'
+    r'|(script|style|title|iframe|noembed|noframes)(?=[\s/>]|\Z).*?(?:</\1[^>]*>?|\Z))',  # raw text, never shown
+    re.I | re.A | re.S)
 LINE_BREAK_TAG = re.compile(r'<br\b[^<>]*>|</(?:p|div|tr|li|h[1-6])\s*>', re.I)
 ANY_TAG = re.compile(r'<[^<>]+>')
-ASCII_LOWER = str.maketrans('ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 DECIMAL_CHARACTER_REFERENCE = re.compile(r'&#([0-9]+)')
+# NUL and the other C0 controls but tab and line breaks: a browser shows none, and a NUL cuts the text short in
+# tools that read it as a C string, so they are dropped (a written &#0; is already U+FFFD after unescape).
+CONTROL_CHARACTERS = dict.fromkeys([c for c in range(32) if chr(c) not in '\t\n\r'] + [127])
 
 
 def bounded_decimal_reference(match: re.Match) -> str:
@@ -1740,35 +1748,11 @@ def bounded_decimal_reference(match: re.Match) -> str:
     return f'&#{digits if len(digits) < 8 else "65533"}'
 
 
-def hidden_part_start(elements: Iterable[str]) -> re.Pattern:
-    names = '|'.join(elements)
-    return re.compile(f'<!--|<({names})\\b' if names else '<!--')
-
-
 def without_hidden_parts(html: str) -> str:
-    """The HTML without comments and <script>, <style> and <head> elements. An unclosed <script>, <style> or
-    comment hides the rest of the body, as in a browser; an unclosed <head> hides nothing, and once one <head> is
-    known to be unclosed no later one is searched for (that search would rescan the rest of the body each time)."""
-    lower = html.translate(ASCII_LOWER)  # same length as html, unlike str.lower()
-    elements = list(HIDDEN_ELEMENTS)
-    pattern = hidden_part_start(elements)
-    parts, position, search_from = [], 0, 0
-    while True:
-        start = pattern.search(lower, search_from)
-        if not start:
-            break
-        name = start.group(1) or '!--'
-        end = lower.find('-->' if name == '!--' else f'</{name}', start.end())
-        if end < 0 and name == 'head':
-            elements.remove('head')
-            pattern, search_from = hidden_part_start(elements), start.end()
-            continue
-        parts.append(html[position:start.start()])
-        if end < 0:
-            return ' '.join(parts)
-        position = search_from = end + 3 if name == '!--' else lower.find('>', end) + 1 or len(html)
-    parts.append(html[position:])
-    return ' '.join(parts)
+    """The HTML without what a browser does not show as text: comments, bogus comments, and elements whose content is
+    raw text (<script>, <style>, <title>, ...), so that a '<script>' written inside '<![CDATA[' or a comment hides
+    nothing. <head> is an ordinary tag here: a browser moves any text written in it into the body."""
+    return HIDDEN_PART.sub(' ', html)
 
 
 def html_to_text(html: str) -> str:
@@ -1776,6 +1760,7 @@ def html_to_text(html: str) -> str:
     import html as html_lib
     text = LINE_BREAK_TAG.sub('\n', without_hidden_parts(html or ''))
     text = html_lib.unescape(DECIMAL_CHARACTER_REFERENCE.sub(bounded_decimal_reference, ANY_TAG.sub('', text)))
+    text = text.translate(CONTROL_CHARACTERS)
     return re.sub(r'\n\s*\n+', '\n\n', re.sub(r'[ \t\r\f\v]+', ' ', text)).strip()
 
 

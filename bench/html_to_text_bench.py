@@ -27,13 +27,15 @@ def repeat_to(unit: str, size: int) -> str:
 
 
 # Each shape defeats a naive parser differently: unclosed raw-text elements, tags without '>', many '<',
-# unclosed comments, huge attributes, long whitespace runs, and a realistic phishing page.
+# unclosed and bogus comments, huge attributes, long whitespace runs, and a realistic phishing page.
 SHAPES: dict[str, Callable[[int], str]] = {
     'unclosed <script': lambda n: '<script>' + 'a' * (n - 8),
     'many unclosed <head>': lambda n: repeat_to('<head>x', n),
     'many <style> blocks': lambda n: repeat_to('<style>p{}</style>text ', n),
     "'<' without '>'": lambda n: '<' * n,
+    "'<s' without '>'": lambda n: repeat_to('<s', n),
     'unclosed comments': lambda n: repeat_to('<!--', n),
+    'bogus comments': lambda n: repeat_to('<!x><?y>', n),
     'tags only': lambda n: repeat_to('<a>', n),
     'whitespace runs': lambda n: '\n' + ' ' * (n - 2) + 'x',
     'phishing page': lambda n: repeat_to('<div><p>Your mailbox is full. <a href="https://evil.example/login">'

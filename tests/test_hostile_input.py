@@ -108,12 +108,29 @@ def test_parsers_are_linear_on_hostile_input():
     ('<head><title>t</title></head><body>Pay <b>now</b></body>', 'Pay now'),
     ('a<script>evil()</script>b', 'a b'),
     ('visible<script>hidden', 'visible'),
-    ('<HEAD>x</HEAD>y', 'y'),
+    ('<HEAD>x</HEAD>y', 'xy'),  # a browser moves text written in <head> into the body
+    ('<SCRIPT>x</script>y', 'y'),
+    ('<scripts>kept</scripts>', 'kept'),
+    ('<\u017fcript>kept</\u017fcript>', 'kept'),  # no Unicode case folding: this is no <script> to a browser
+    ('<title>Invoice</title>Pay', 'Pay'),
+    ('a<iframe src="x">fallback</iframe>b', 'a b'),
+    ('<!-->shown', 'shown'),
+    ('<!--->shown', 'shown'),
+    ('a<!-- x --!>shown', 'a shown'),
     ('<header>kept</header>', 'kept'),
     ('a<!-- hidden -->b', 'a b'),
     ('x<br>y<BR/>z', 'x\ny\nz'),
     ('5 &lt; 6 &amp; 7', '5 < 6 & 7'),
     ('<head>unclosed head keeps the text', 'unclosed head keeps the text'),
+    ('a<![CDATA[ <script> ]]>b', 'a ]]>b'),
+    ('<!DOCTYPE html><p>Pay</p>', 'Pay'),
+    ('<?xml version="1.0"?>Pay', 'Pay'),
+    ('a<!bogus>b', 'a b'),
+    ('a<!-- <script> -->b', 'a b'),
+    ('visible<!unclosed bogus comment', 'visible'),
+    ('a<!-- x -->b<!y>c<script>d</script>e', 'a b c e'),
+    ('x\x00y\x07z\x7f!', 'xyz!'),
+    ('tab\tkept', 'tab kept'),
 ])
 def test_html_to_text_keeps_its_output_shape(html, text):
     assert mgm.html_to_text(html) == text
