@@ -46,6 +46,7 @@ import re
 import sys
 import tempfile
 import textwrap
+import time
 import uuid
 from typing import Any, Optional
 
@@ -57,6 +58,7 @@ ERROR_ENTRY_TYPE = 4
 FILE_ENTRY_TYPES = (3, 9)
 RUNNER_PACKAGES = ('requests', 'msal', 'yaml')
 RUNNER_CA_BUNDLE_KEY = '_ca_bundle'
+POLLING_STARTED_VARIABLE = 'DEMISTOMOCK_POLLING_STARTED'  # when a polling chain's first run started
 PLATFORM_COMMANDS = {
     'test-module': 'Tests the instance: a token is issued and, with a fetch mailbox, the mailbox and the fetch '
                    "folder can be read. Prints 'ok' or what failed.",
@@ -87,6 +89,8 @@ class _Runtime:
         self.lock_descriptor: Optional[int] = None
         self.pass_on: list = []  # the options a polling re-run gets (absolute paths)
         self.main_file = ''
+        self.started_at = time.time()
+        self.polling_timed_out = False
 
 
 _runtime = _Runtime()
@@ -590,14 +594,40 @@ def _follow_polling() -> None:
         return
     print('\n'.join(_entry_text(last).strip().splitlines()[:3]), file=sys.stderr, flush=True)
     arguments = [f'{k}={v}' for k, v in (last.get('PollingArgs') or {}).items() if v is not None]
+    started = _polling_chain_start()
+    timeout = _polling_timeout_seconds(last)
+    if timeout is not None and time.time() - started > timeout:
+        _runtime.polling_timed_out = True
+        print(f"Polling stopped: {last['PollingCommand']} has been polling for longer than its Timeout of {timeout} s, "
+              'where XSOAR stops it too. What it has done is kept in the state file; to go on, run: '
+              f"{last['PollingCommand']} {' '.join(arguments)}", file=sys.stderr)
+        return
     command_line = [sys.executable, _runtime.main_file, str(last['PollingCommand']),
                     *arguments, *_runtime.pass_on]
     sys.stdout.flush()
     sys.stderr.flush()
     _release_state_lock()
+    os.environ[POLLING_STARTED_VARIABLE] = repr(started)  # the next run measures the Timeout from the chain's start
     # exec, not a child process: hundreds of polling runs replace one another instead of nesting one Python each
     os.chdir(_runtime.invocation_dir)
     os.execv(sys.executable, command_line)
+
+
+def _polling_chain_start() -> float:
+    """When the first run of this polling chain started: a re-run inherits it through the environment."""
+    try:
+        return float(os.environ[POLLING_STARTED_VARIABLE])
+    except (KeyError, ValueError):
+        return _runtime.started_at
+
+
+def _polling_timeout_seconds(entry: dict) -> Optional[float]:
+    """The entry's polling Timeout in seconds (ScheduledCommand sends it as text), or None when it has none."""
+    try:
+        timeout = float(entry.get('Timeout'))
+    except (TypeError, ValueError):
+        return None
+    return timeout if timeout > 0 else None
 
 
 def _release_state_lock() -> None:
@@ -611,7 +641,8 @@ def _finish() -> None:
     Exit code 1 when the command failed or its state could not be saved; never an ignored atexit exception."""
     if not _runtime.crashed:
         _follow_polling()
-    failed = _runtime.crashed or any(isinstance(e, dict) and e.get('Type') == ERROR_ENTRY_TYPE for e in _runtime.entries)
+    failed = _runtime.crashed or _runtime.polling_timed_out or any(
+        isinstance(e, dict) and e.get('Type') == ERROR_ENTRY_TYPE for e in _runtime.entries)
     try:
         if _runtime.pending_last_run is not None and not failed:
             _runtime.state['last_run'] = _runtime.pending_last_run

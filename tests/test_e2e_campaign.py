@@ -137,3 +137,24 @@ def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli
     assert len(tenant.log()) < 20000, 'the request log must be complete for this proof'
     run = cli.run('msgraph-mail-undo-remediation', remediation_id=purged['ID'])
     assert run.returncode == 1 and 'cannot be put back' in run.entries[0]['Contents']
+
+
+def test_a_search_that_outlives_its_polling_timeout_stops_and_goes_on_when_run_again(tenant, campaign, cli,
+                                                                                     monkeypatch):
+    """XSOAR stops polling after the entry's Timeout; the shell runner does too, and says how to go on."""
+    tenant.clear_faults()
+    monkeypatch.setenv('DEMISTOMOCK_POLLING_STARTED', '0')  # a chain that started in 1970 is long past 6 h
+    first = cli.run('msgraph-mail-search-mailboxes', all_mailboxes='true',
+                    internet_message_id=campaign['internet_message_id'], mailboxes_per_run='50')
+    assert first.returncode == 1
+    assert 'Polling stopped' in first.stderr and 'Timeout of 21600' in first.stderr
+    started = context_value(first.entries[-1], 'MSGraphMail.CampaignSearch')
+    assert started['Status'] == 'InProgress' and started['MailboxesSearched'] <= 50
+
+    monkeypatch.delenv('DEMISTOMOCK_POLLING_STARTED')
+    go_on = first.stderr.split('to go on, run: ')[1].split()
+    assert go_on[0] == 'msgraph-mail-search-mailboxes' and f"search_id={started['ID']}" in go_on
+    search = result_of(cli.run(go_on[0], **dict(a.split('=', 1) for a in go_on[1:])), 'MSGraphMail.CampaignSearch')
+    assert search['ID'] == started['ID'] and search['Status'] == 'Completed'
+    assert search['MailboxesSearched'] == TENANT + len(SEED_UPNS) - TENANT // 10
+    assert search['ItemsFound'] == len(tenant.campaign_copies(campaign['internet_message_id']))

@@ -135,8 +135,58 @@ def test_a_polling_rerun_replaces_the_process_instead_of_nesting_one_per_run(mon
     monkeypatch.setattr(runner._runtime, 'main_file', '/x/MicrosoftGraphMail.py')
     monkeypatch.setattr(runner._runtime, 'pass_on', ['--state', str(tmp_path / 's.json')])
     monkeypatch.setattr(runner._runtime, 'invocation_dir', str(tmp_path))
+    monkeypatch.delenv(runner.POLLING_STARTED_VARIABLE, raising=False)  # the run sets it for its successor
     runner._follow_polling()
     assert [c[0] for c in calls] == ['chdir', 'exec']
     assert calls[0][1] == str(tmp_path)
     assert calls[1][2][1:] == ['/x/MicrosoftGraphMail.py', 'msgraph-mail-hunt-rules', 'hunt_id=h1',
                                '--state', str(tmp_path / 's.json')]
+
+
+@pytest.fixture
+def polling_chain(monkeypatch, tmp_path):
+    """The runner about to follow a polling entry; its exec, exit and chdir recorded instead of done."""
+    runner = mgm.demisto
+    calls: list = []
+    monkeypatch.setattr(runner.os, 'execv', lambda program, argv: calls.append(('exec', argv)))
+    monkeypatch.setattr(runner.os, 'chdir', lambda path: calls.append(('chdir', path)))
+    monkeypatch.setattr(runner._runtime, 'main_file', '/x/MicrosoftGraphMail.py')
+    monkeypatch.setattr(runner._runtime, 'pass_on', [])
+    monkeypatch.setattr(runner._runtime, 'invocation_dir', str(tmp_path))
+    monkeypatch.setattr(runner._runtime, 'polling_timed_out', False)
+    monkeypatch.delenv(runner.POLLING_STARTED_VARIABLE, raising=False)
+
+    def follow(timeout, chain_started_ago: float = 0.0) -> list:
+        monkeypatch.setattr(runner._runtime, 'entries', [{
+            'Type': 1, 'HumanReadable': 'InProgress', 'PollingCommand': 'msgraph-mail-search-mailboxes',
+            'PollingArgs': {'search_id': 's1'}, 'Timeout': timeout}])
+        monkeypatch.setattr(runner._runtime, 'started_at', runner.time.time() - chain_started_ago)
+        runner._follow_polling()
+        return calls
+    return follow
+
+
+def test_polling_stops_once_the_chain_has_run_longer_than_the_entry_timeout(polling_chain, capsys):
+    assert polling_chain('21600', chain_started_ago=21601) == []
+    assert mgm.demisto._runtime.polling_timed_out
+    err = capsys.readouterr().err
+    assert 'longer than its Timeout of 21600.0 s' in err
+    assert 'to go on, run: msgraph-mail-search-mailboxes search_id=s1' in err
+
+
+def test_polling_goes_on_within_the_timeout_and_hands_the_chain_start_to_the_next_run(polling_chain):
+    calls = polling_chain('21600', chain_started_ago=600)
+    assert [c[0] for c in calls] == ['chdir', 'exec'] and not mgm.demisto._runtime.polling_timed_out
+    handed_on = float(mgm.demisto.os.environ[mgm.demisto.POLLING_STARTED_VARIABLE])
+    assert abs(handed_on - (mgm.demisto.time.time() - 600)) < 5
+
+
+def test_a_later_run_measures_the_timeout_from_the_chain_start_not_its_own(polling_chain, monkeypatch):
+    monkeypatch.setenv(mgm.demisto.POLLING_STARTED_VARIABLE, repr(mgm.demisto.time.time() - 30))
+    assert polling_chain(10, chain_started_ago=0) == []
+    assert mgm.demisto._runtime.polling_timed_out
+
+
+@pytest.mark.parametrize('timeout', [None, '', 'soon', '0', '-5'])
+def test_an_entry_without_a_usable_timeout_polls_on(polling_chain, timeout):
+    assert [c[0] for c in polling_chain(timeout, chain_started_ago=10 ** 6)] == ['chdir', 'exec']
