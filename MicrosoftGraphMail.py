@@ -1809,16 +1809,44 @@ def odata_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def find_child_folder(client: GraphClient, user: str, parent: str, name: str) -> Optional[dict]:
-    """Finds a child folder by display name (case-insensitive), following every page of children."""
+def child_folder_query(user: str, parent: str, name: str) -> tuple[str, dict]:
+    """(path, query) that lists the child folders of `parent` named `name`."""
     path = f'{user_path(user)}/mailFolders' if parent == 'msgfolderroot' else \
         f'{folder_path(user, parent)}/childFolders'
-    query = {'$filter': f'displayName eq {odata_quote(name)}', '$top': '100'}
+    return path, {'$filter': f'displayName eq {odata_quote(name)}', '$top': '100'}
+
+
+def folder_named(page: dict, name: str) -> Optional[dict]:
+    """The folder of a page of folders whose display name is `name` (case-insensitive)."""
+    return next((f for f in page.get('value') or [] if isinstance(f, dict) and f.get('id')
+                 and str(f.get('displayName', '')).lower() == name.lower()), None)
+
+
+def find_child_folder(client: GraphClient, user: str, parent: str, name: str) -> Optional[dict]:
+    """Finds a child folder by display name (case-insensitive), following every page of children."""
+    path, query = child_folder_query(user, parent, name)
     for page in client.pages(path, params=query):
-        for folder in page.get('value', []):
-            if str(folder.get('displayName', '')).lower() == name.lower():
-                return folder
+        found = folder_named(page, name)
+        if found:
+            return found
     return None
+
+
+def folder_walk(folder: str) -> tuple[str, list[str]]:
+    """Where the walk down a folder path starts (a well-known folder or the root) and the names to look up from
+    there: `Inbox/Quarantine` is ('inbox', ['Quarantine'])."""
+    segments = split_folder_path(folder)
+    if not segments:
+        raise MailError(f"Folder {folder!r} names no folder: give a folder id, a name like Inbox, or a path like "
+                        "Inbox/Phishing.")
+    start = WELL_KNOWN_FOLDERS.get(segments[0].lower())
+    return (start, segments[1:]) if start else ('msgfolderroot', segments)
+
+
+def folder_not_found(folder: str, user: str, walked: list[str], segment: str) -> MailError:
+    where = '/'.join(walked) if walked else 'the mailbox root'
+    return MailError(f"Folder path '{folder}' was not found in mailbox {user}: no folder named '{segment}' under "
+                     f"{where}.")
 
 
 def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
@@ -1835,19 +1863,16 @@ def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
         return alias
     if looks_like_folder_id(folder) and not WELL_KNOWN_FOLDERS.get(split_folder_path(folder)[0].lower()):
         return folder
+    current, names = folder_walk(folder)
     segments = split_folder_path(folder)
-    if not segments:
-        raise MailError(f"Folder {folder!r} names no folder: give a folder id, a name like Inbox, or a path like Inbox/Phishing.")
-    current = WELL_KNOWN_FOLDERS.get(segments[0].lower())
-    walked = [segments[0]] if current else []
-    for segment in segments[1:] if current else segments:
-        found = find_child_folder(client, user, current or 'msgfolderroot', segment)
+    walked = segments[:len(segments) - len(names)]
+    for segment in names:
+        found = find_child_folder(client, user, current, segment)
         if not found:
-            where = "/".join(walked) if walked else "the mailbox root"
-            raise MailError(f"Folder path '{folder}' was not found in mailbox {user}: no folder named '{segment}' under {where}.")
+            raise folder_not_found(folder, user, walked, segment)
         current = found['id']
         walked.append(segment)
-    return current or 'msgfolderroot'
+    return current
 
 
 def folder_path(user: str, folder_id: str) -> str:
@@ -5002,8 +5027,18 @@ def result_context(row: list, items: list, mailboxes: list) -> dict:
             'FromFolderID': row[5] if len(row) > 5 else item[2], 'ToFolderID': row[3]}
 
 
+@dataclass(frozen=True)
+class FolderStep:
+    """The tag of a lookup on the way down a move_to_folder path: which mailbox, how many names are behind it."""
+    mailbox_number: int
+    depth: int
+    walked: tuple[str, ...]
+
+
 def run_remediation(client: GraphClient, state: dict, search: dict, limits: EngineLimits) -> None:
-    """One run of a remediation: acts on the next mailboxes' items of the search, exactly those."""
+    """One run of a remediation: acts on the next mailboxes' items of the search, exactly those. A move_to_folder
+    path is looked up in each mailbox first, in the engine's batches like the moves; a dry run of it stops there and
+    reports per item whether the folder exists (WouldDo) or not (Failed)."""
     items = unpack_rows(search.get('found', ''))
     mailboxes = search.get('mailboxes') or []
     results: list = unpack_rows(state.get('results', ''))   # [item index, result, error, to folder, new id]
@@ -5017,33 +5052,71 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     undo = state.get('undo_of')
     sources = {r[0]: r for r in unpack_rows(state.get('undo_rows', ''))} if undo else {}
     recorded = {r[0] for r in results}   # acted on in an earlier run that broke off: never sent again
+    walk = folder_walk(state['folder']) if looks_up_a_folder(state) else None
 
-    def requests_for(ref: MailboxRef) -> list[MailboxRequest]:
-        mailbox_number = order[int(ref.id)]
+    def pending(mailbox_number: int) -> list[int]:
+        return [index for index in by_mailbox[mailbox_number] if index not in recorded]
+
+    def actions(mailbox_number: int, destination: str) -> list[MailboxRequest]:
         user = mailboxes[mailbox_number][0]
-        destination = state.get('destination', '')
-        if action == 'move_to_folder' and not state.get('destination_is_id'):
-            try:
-                destination = resolve_folder(client, user, state['folder'])
-            except MailError as exc:
-                for index in by_mailbox[mailbox_number]:
-                    if index not in recorded:
-                        results.append([index, 'Failed', str(exc), '', ''])
-                return []
+        if state.get('dry_run'):
+            results.extend([index, 'WouldDo', '', destination, ''] for index in pending(mailbox_number))
+            return []
         wanted = []
-        for index in by_mailbox[mailbox_number]:
-            if index in recorded:
-                continue
+        for index in pending(mailbox_number):
             if undo:
-                done = sources[index]
-                request = remediation_request('move_to_folder', user, done[4] or items[index][1], items[index][2])
+                request = remediation_request('move_to_folder', user, sources[index][4] or items[index][1],
+                                              items[index][2])
             else:
                 request = remediation_request(action, user, items[index][1], destination)
             request.tag = index
             wanted.append(request)
         return wanted
 
+    def fail_all(mailbox_number: int, error: str) -> list[MailboxRequest]:
+        results.extend([index, 'Failed', error, '', ''] for index in pending(mailbox_number))
+        return []
+
+    def lookup(mailbox_number: int, parent: str, depth: int, walked: tuple[str, ...]) -> list[MailboxRequest]:
+        """The next step down the path (`depth` names of it found, `walked` the path so far), or the actions once
+        the last folder is known."""
+        assert walk is not None
+        if depth == len(walk[1]):
+            return actions(mailbox_number, parent)
+        path, query = child_folder_query(mailboxes[mailbox_number][0], parent, walk[1][depth])
+        url = f'{path}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}'
+        return [MailboxRequest('GET', url, tag=FolderStep(mailbox_number, depth, walked), handles_errors=True)]
+
+    def requests_for(ref: MailboxRef) -> list[MailboxRequest]:
+        mailbox_number = order[int(ref.id)]
+        if not pending(mailbox_number):
+            return []
+        if walk is None:
+            return actions(mailbox_number, state.get('destination', ''))
+        segments = split_folder_path(state['folder'])
+        return lookup(mailbox_number, walk[0], 0, tuple(segments[:len(segments) - len(walk[1])]))
+
+    def on_folder_page(step: FolderStep, answer: dict) -> list[MailboxRequest]:
+        assert walk is not None
+        if not 200 <= int(answer.get('status') or 0) < 300:
+            return fail_all(step.mailbox_number, mailbox_failure_text(answer, 'Mail.ReadWrite'))
+        body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
+        name = walk[1][step.depth]
+        try:
+            found = folder_named(body, name)
+            if found:
+                return lookup(step.mailbox_number, str(found['id']), step.depth + 1, (*step.walked, name))
+            next_page = relative_graph_link(client, body.get('@odata.nextLink'))
+        except MailError as exc:   # a folder id that cannot be a path segment, a next page on another host
+            return fail_all(step.mailbox_number, str(exc))
+        if next_page:
+            return [MailboxRequest('GET', next_page, tag=step, handles_errors=True)]
+        mailbox = mailboxes[step.mailbox_number][1]
+        return fail_all(step.mailbox_number, str(folder_not_found(state['folder'], mailbox, list(step.walked), name)))
+
     def on_answer(ref: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
+        if isinstance(request.tag, FolderStep):
+            return on_folder_page(request.tag, answer)
         result, error, body = remediation_result(answer)
         moved = action in MOVE_ACTIONS or undo
         row = [request.tag, result, error, body.get('parentFolderId', '') if moved and result == 'Done' else '',
@@ -5099,8 +5172,18 @@ def parse_remediation_args(client: GraphClient, args: dict, search: dict) -> dic
     alias = WELL_KNOWN_FOLDERS.get(folder.lower()) if folder else None
     if action == 'move_to_folder':
         destination = alias or (folder if looks_like_folder_id(folder) else '')
+        if not destination:
+            try:
+                folder_walk(folder)
+            except MailError as exc:
+                raise MailError(f"Argument 'folder': {exc}") from None
     return {'action': action, 'dry_run': dry_run, 'folder': folder, 'destination': destination,
             'destination_is_id': bool(destination)}
+
+
+def looks_up_a_folder(state: dict) -> bool:
+    """Whether the remediation first finds its destination folder by path in each mailbox."""
+    return state['action'] == 'move_to_folder' and not state.get('undo_of') and not state.get('destination_is_id')
 
 
 def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
@@ -5124,9 +5207,9 @@ def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
         state = {'kind': 'remediation', 'id': remediation_id, 'search_id': search_id, 'status': 'InProgress',
                  'created': format_time(utc_now()), 'item_indexes': list(range(int(search['found_count']))),
                  'engine': EngineJob.start(remediation_id, MailboxScope('mailboxes', '')).to_state(), **options}
-        if options['dry_run']:
+        if options['dry_run'] and not looks_up_a_folder(state):   # nothing to look up: nothing to send
             state['status'] = 'Completed'
-            state['results'] = pack_rows([[i, 'WouldDo', '', options['destination'] or options['folder'], '']
+            state['results'] = pack_rows([[i, 'WouldDo', '', options['destination'], '']
                                           for i in state['item_indexes']])
     if state['status'] == 'InProgress':
         run_remediation_saved(client, state, search, args, f'remediation_id={remediation_id}')

@@ -33,6 +33,7 @@ class FakeTenant:
         self.sub_requests: list[dict] = []
         self.script: dict[str, list[int]] = {}   # url regex -> statuses for successive matching requests
         self.directory_status = 200
+        self.folders: dict[str, dict[str, list[dict]]] = {}   # upn -> parent folder id -> child folders
 
     def message(self, upn: str, n: int, folder: str = INBOX, **extra) -> dict:
         return {'id': f'msg-{upn}-{n}', 'internetMessageId': MID, 'subject': 'Pay now', 'parentFolderId': folder,
@@ -104,6 +105,11 @@ class FakeTenant:
             if skip + self.page_size < len(state):
                 body['@odata.nextLink'] = f'{GRAPH}/users/{user}/messages?{query}&$skip={skip + self.page_size}'
             return 200, body
+        children = re.match(r'^/mailFolders(?:/([^/]+)/childFolders)?$', rest)
+        if children and sub['method'] == 'GET':
+            name = re.fullmatch(r"displayName eq '(.*)'", params['$filter']).group(1).replace("''", "'")
+            listed = self.folders.get(upn, {}).get(children.group(1) or 'msgfolderroot', [])
+            return 200, {'value': [f for f in listed if f['displayName'].lower() == name.lower()]}
         folder = re.match(r'^/mailFolders/([^/]+)$', rest)
         if folder:
             return 200, {'displayName': FOLDER_NAMES.get(folder.group(1), 'Projects')}
@@ -386,6 +392,7 @@ def test_hard_delete_outside_worldwide_is_refused(make_client, requests_mock):
     ({'search_id': 'search-nope', 'action': 'move_to_junk'}, "'search_id'"),
     ({'search_id': 'FOUND', 'action': 'shred'}, "'action'"),
     ({'search_id': 'FOUND', 'action': 'move_to_folder'}, "'folder'"),
+    ({'search_id': 'FOUND', 'action': 'move_to_folder', 'folder': ' / \\ '}, "Argument 'folder'"),
     ({'search_id': 'FOUND', 'action': 'move_to_junk', 'folder': 'Inbox'}, "'folder'"),
     ({'search_id': 'FOUND', 'action': 'move_to_junk', 'max_items': '2'}, 'max_items'),
     ({'search_id': 'FOUND', 'action': 'move_to_junk', 'max_items': 'lots'}, "'max_items'"),
@@ -432,6 +439,107 @@ def test_undo_moves_every_item_back_to_its_folder(client, requests_mock):
     back = {urllib.parse.unquote(s['url'].split('/')[4]): s['body']['destinationId'] for s in fake.sub_requests}
     assert back == {i['MessageID']: i['FolderID'] for i in found['Items']}
     assert {i['FromFolderID'] for i in undone['Items']} == {'deleteditems'}
+
+
+def quarantine_in(fake: FakeTenant, *upns: str, name: str = 'Quarantine') -> dict[str, str]:
+    """Gives each mailbox an Inbox/<name>/Phish folder; returns the id of Phish per mailbox."""
+    ids = {}
+    for upn in upns:
+        fake.folders[upn] = {'inbox': [{'id': f'q-{upn}', 'displayName': name}],
+                             f'q-{upn}': [{'id': f'phish-{upn}', 'displayName': 'Phish'}]}
+        ids[upn] = f'phish-{upn}'
+    return ids
+
+
+def moves(fake: FakeTenant) -> dict[str, str]:
+    return {urllib.parse.unquote(s['url'].split('/')[4]): s['body']['destinationId'] for s in fake.sub_requests
+            if s['url'].endswith('/move')}
+
+
+def test_move_to_folder_walks_the_path_in_each_mailbox_in_batches_and_moves_there(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    phish = quarantine_in(fake, 'a@contoso.com', 'b@contoso.com')
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='inbox/quarantine/PHISH',
+                          dry_run='false')
+    assert result['ItemsSucceeded'] == 3 and result['ItemsFailed'] == 0, (result['Items'], fake.sub_requests)
+    assert moves(fake) == {i['MessageID']: phish[i['Mailbox']] for i in found['Items']}
+    lookups = [s for s in fake.sub_requests if s['method'] == 'GET']
+    assert len(lookups) == 4, 'two steps down the path in each of the two mailboxes'
+    assert all(h.method == 'POST' and h.path == '/v1.0/$batch' for h in requests_mock.request_history), \
+        'the lookups go in the engine\'s batches, not one direct request each'
+    assert {i['ToFolderID'] for i in result['Items']} == set(phish.values())
+
+
+def test_a_dry_run_of_move_to_folder_reports_the_mailboxes_without_the_folder_and_moves_nothing(client,
+                                                                                                 requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    phish = quarantine_in(fake, 'a@contoso.com')
+    entries, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish')
+    assert result['DryRun'] is True and moves(fake) == {}
+    by_mailbox = {(i['Mailbox'], i['Result'], i['ToFolderID']) for i in result['Items']}
+    assert by_mailbox == {('a@contoso.com', 'WouldDo', phish['a@contoso.com']), ('b@contoso.com', 'Failed', '')}
+    failed = next(i for i in result['Items'] if i['Result'] == 'Failed')
+    assert failed['Error'] == ("Folder path 'Inbox/Quarantine/Phish' was not found in mailbox b@contoso.com: no "
+                               "folder named 'Quarantine' under Inbox.")
+    assert entries[-1]['Type'] == mgm.ENTRY_ERROR and 'b@contoso.com' in entries[-1]['Contents']
+
+
+def test_move_to_folder_moves_where_the_folder_exists_and_fails_alone_where_it_does_not(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'b@contoso.com')
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish',
+                          dry_run='false')
+    assert {i['Mailbox']: i['Result'] for i in result['Items']} == {'a@contoso.com': 'Failed',
+                                                                    'b@contoso.com': 'Done'}
+    assert set(moves(fake)) == {'msg-b@contoso.com-1'}
+
+
+def test_a_folder_lookup_graph_refuses_fails_that_mailbox_and_a_throttled_one_is_retried(client, requests_mock,
+                                                                                         sleeps):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'a@contoso.com', 'b@contoso.com')
+    fake.script[r'/users/id-a@contoso.com/mailFolders/inbox/childFolders'] = [403]
+    fake.script[r'/users/id-b@contoso.com/mailFolders/inbox/childFolders'] = [429]
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish',
+                          dry_run='false')
+    results = {i['Mailbox']: i for i in result['Items']}
+    assert results['a@contoso.com']['Result'] == 'Failed' and 'Mail.ReadWrite' in results['a@contoso.com']['Error']
+    assert results['b@contoso.com']['Result'] == 'Done'
+    assert set(moves(fake)) == {'msg-b@contoso.com-1'} and sleeps.waits
+
+
+def test_a_folder_name_with_a_quote_is_quoted_in_the_lookup(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'a@contoso.com', 'b@contoso.com', name="O'Brien ) or true")
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder',
+                          folder="Inbox/O'Brien ) or true/Phish", dry_run='false')
+    assert result['ItemsSucceeded'] == 3
+    first = next(s for s in fake.sub_requests if s['method'] == 'GET')
+    assert "displayName eq 'O''Brien ) or true'" in urllib.parse.unquote(first['url'])
+
+
+def test_a_folder_id_graph_returns_that_cannot_be_a_path_segment_fails_the_mailbox(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'a@contoso.com', 'b@contoso.com')
+    fake.folders['a@contoso.com']['inbox'][0]['id'] = '..'
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish',
+                          dry_run='false')
+    assert {i['Mailbox']: i['Result'] for i in result['Items']} == {'a@contoso.com': 'Failed',
+                                                                    'b@contoso.com': 'Done'}
+    assert not any('/..' in s['url'] for s in fake.sub_requests), 'no request addressed the mailbox itself'
+
+
+def test_undo_of_a_move_to_a_folder_path_moves_back_without_looking_the_path_up_again(client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'a@contoso.com', 'b@contoso.com')
+    _, moved = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish',
+                         dry_run='false')
+    fake.sub_requests.clear()
+    undone = context_of(mgm.undo_remediation_command(client, {'remediation_id': moved['ID']}),
+                        'MSGraphMail.Remediation')
+    assert undone['ItemsSucceeded'] == 3
+    assert moves(fake) == {i['MessageID']: i['FolderID'] for i in found['Items']}
+    assert all(s['url'].endswith('/move') for s in fake.sub_requests)
 
 
 @pytest.mark.parametrize('action', ['soft_delete', 'hard_delete'])

@@ -70,6 +70,11 @@ def result_of(run, prefix: str) -> dict:
     return context_value(entry, prefix)
 
 
+def result_of_entries(run, prefix: str) -> dict:
+    """The context a run wrote, also when it ended in an error entry (items that failed)."""
+    return context_value(next(e for e in run.entries if context_value(e, prefix) is not None), prefix)
+
+
 def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli):
     planted = {normalized(p['immutableId']): p['folder_id'] for p in campaign['planted']}
     assert len(planted) == CAMPAIGN
@@ -122,6 +127,28 @@ def test_campaign_search_dry_run_move_undo_and_hard_delete(tenant, campaign, cli
     assert undone['UndoOf'] == moved['ID'] and undone['ItemsSucceeded'] == CAMPAIGN
     assert copies(tenant, campaign) == {p['immutableId']: p['folder_id'] for p in campaign['planted']}
     assert message_count(tenant.ctx) == messages_before
+
+    # --- move to a folder path: looked up in each mailbox; the dry run already names the mailboxes without it
+    projects = {item['Mailbox']: item['FolderID'] for item in found.values() if item['FolderName'] == 'Projects'}
+    run = cli.run('msgraph-mail-remediate-emails', search_id=search['ID'], action='move_to_folder',
+                  folder='Inbox/Projects')
+    assert run.returncode == 1, 'a dry run where some mailboxes lack the folder ends in an error entry naming them'
+    dry = result_of_entries(run, 'MSGraphMail.Remediation')
+    assert {i['Mailbox'] for i in dry['Items'] if i['Result'] == 'WouldDo'} == set(projects)
+    assert all(i['ToFolderID'] == projects[i['Mailbox']] for i in dry['Items'] if i['Result'] == 'WouldDo')
+    assert {i['Error'].split(': ', 1)[1] for i in dry['Items'] if i['Result'] == 'Failed'} == {
+        "no folder named 'Projects' under Inbox."}
+    assert copies(tenant, campaign) == {p['immutableId']: p['folder_id'] for p in campaign['planted']}
+
+    run = cli.run('msgraph-mail-remediate-emails', search_id=search['ID'], action='move_to_folder',
+                  folder='Inbox/Projects', dry_run='false')
+    into_projects = result_of_entries(run, 'MSGraphMail.Remediation')
+    done = [i for i in into_projects['Items'] if i['Result'] == 'Done']
+    assert {i['Mailbox'] for i in done} == set(projects) and len(done) == into_projects['ItemsSucceeded']
+    assert {copies(tenant, campaign)[i['MessageID']] for i in done} == set(projects.values())
+    run = cli.run('msgraph-mail-undo-remediation', remediation_id=into_projects['ID'])
+    assert result_of(run, 'MSGraphMail.Remediation')['ItemsSucceeded'] == len(done)
+    assert copies(tenant, campaign) == {p['immutableId']: p['folder_id'] for p in campaign['planted']}
 
     # --- hard delete: no copy left anywhere
     run = cli.run('msgraph-mail-remediate-emails', search_id=search['ID'], action='hard_delete', dry_run='false')
