@@ -5042,6 +5042,11 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     items = unpack_rows(search.get('found', ''))
     mailboxes = search.get('mailboxes') or []
     results: list = unpack_rows(state.get('results', ''))   # [item index, result, error, to folder, new id]
+    times: list = unpack_rows(state.get('result_times', '')) or [''] * len(results)   # when each was recorded
+
+    def record(rows: list[list]) -> None:
+        results.extend(rows)
+        times.extend([format_time(utc_now())] * len(rows))
     by_mailbox: dict[int, list[int]] = {}
     for index in state['item_indexes']:
         by_mailbox.setdefault(items[index][0], []).append(index)
@@ -5060,7 +5065,7 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     def actions(mailbox_number: int, destination: str) -> list[MailboxRequest]:
         user = mailboxes[mailbox_number][0]
         if state.get('dry_run'):
-            results.extend([index, 'WouldDo', '', destination, ''] for index in pending(mailbox_number))
+            record([[index, 'WouldDo', '', destination, ''] for index in pending(mailbox_number)])
             return []
         wanted = []
         for index in pending(mailbox_number):
@@ -5074,7 +5079,7 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
         return wanted
 
     def fail_all(mailbox_number: int, error: str) -> list[MailboxRequest]:
-        results.extend([index, 'Failed', error, '', ''] for index in pending(mailbox_number))
+        record([[index, 'Failed', error, '', ''] for index in pending(mailbox_number)])
         return []
 
     def lookup(mailbox_number: int, parent: str, depth: int, walked: tuple[str, ...]) -> list[MailboxRequest]:
@@ -5123,7 +5128,7 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
                body.get('id', '') if moved and result == 'Done' else '']
         if undo:
             row.append(sources[request.tag][3])  # it comes back from where the remediation put it
-        results.append(row)
+        record([row])
         return []
 
     try:
@@ -5132,6 +5137,7 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
         # Kept also when the run breaks off: what was done stays on record (audit, undo). The cursor then stays
         # where this run began, so the next run takes the same mailboxes and acts only on what is not recorded.
         state['results'] = pack_rows(results)
+        state['result_times'] = pack_rows(times)
     state['engine'] = job.to_state()
     state['status'] = 'Completed' if job.done else 'InProgress'
 
@@ -5211,6 +5217,7 @@ def remediate_emails_command(client: GraphClient, args: dict) -> list[dict]:
             state['status'] = 'Completed'
             state['results'] = pack_rows([[i, 'WouldDo', '', options['destination'], '']
                                           for i in state['item_indexes']])
+            state['result_times'] = pack_rows([format_time(utc_now())] * len(state['item_indexes']))
     if state['status'] == 'InProgress':
         run_remediation_saved(client, state, search, args, f'remediation_id={remediation_id}')
     else:
@@ -5261,12 +5268,15 @@ def remediation_entries(state: dict, search: dict, args: dict) -> list[dict]:
 
 
 def audit_file_entry(state: dict, items: list, mailboxes: list, results: list, action: str) -> dict:
+    """The audit record: one JSON line per item, timed when its answer was recorded (a job started by an earlier
+    version has no such times: then the time of this file)."""
     stamp = format_time(utc_now())
+    times = unpack_rows(state.get('result_times', ''))
     lines = []
-    for row in results:
+    for position, row in enumerate(results):
         item = items[row[0]]
         lines.append(json.dumps({
-            'time': stamp, 'remediation_id': state['id'], 'search_id': state['search_id'], 'dry_run': bool(state.get('dry_run')),
+            'time': times[position] if position < len(times) and times[position] else stamp, 'remediation_id': state['id'], 'search_id': state['search_id'], 'dry_run': bool(state.get('dry_run')),
             'mailbox': mailboxes[item[0]][1], 'message_id': row[4] or item[1], 'internet_message_id': item[6],
             'action': action, 'result': row[1], 'error': row[2],
             'from_folder': row[5] if len(row) > 5 else item[2], 'to_folder': row[3]}))

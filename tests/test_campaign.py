@@ -611,6 +611,25 @@ def test_a_remediation_interrupted_mid_run_keeps_the_record_of_what_it_did(clien
     assert sorted(i['MessageID'] for i in result['Items']) == sorted(i['MessageID'] for i in found['Items'])
 
 
+def test_each_audit_line_is_timed_when_its_item_was_acted_on_not_when_the_file_was_written(client, requests_mock,
+                                                                                             monkeypatch, empty_context):
+    from datetime import datetime, timezone
+    fake, found = many_mailbox_search(client, requests_mock, 25)
+    clock = [datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)]
+    monkeypatch.setattr(mgm, 'utc_now', lambda: clock[0])
+    interrupt_batch_call(requests_mock, fake, failing_call=2)   # the first run acts on some items, then breaks
+    with pytest.raises(mgm.MailError) as error:
+        remediate(client, search_id=found['ID'], action='move_to_junk', dry_run='false')
+    first_run = len(fake.sub_requests)
+    remediation_id = re.search(r'remediation_id=(remediation-[\w-]+)', str(error.value)).group(1)
+    clock[0] = datetime(2026, 1, 1, 9, 7, tzinfo=timezone.utc)
+    requests_mock.post(f'{GRAPH}/$batch', json=fake)
+    entries, _ = remediate(client, remediation_id=remediation_id)
+    audit = next(e for e in entries if e.get('Type') == mgm.ENTRY_FILE)
+    times = [json.loads(line)['time'] for line in (empty_context / f"1_{audit['FileID']}").read_text().splitlines()]
+    assert times == ['2026-01-01T09:00:00Z'] * first_run + ['2026-01-01T09:07:00Z'] * (25 - first_run)
+
+
 def test_an_undo_interrupted_mid_run_keeps_the_record_of_what_it_did(client, requests_mock):
     fake, found = many_mailbox_search(client, requests_mock, 25)
     _, moved = remediate(client, search_id=found['ID'], action='move_to_deleted_items', dry_run='false')
