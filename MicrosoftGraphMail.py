@@ -1336,6 +1336,11 @@ def json_body_of(response: requests.Response) -> dict:
     return body
 
 
+def batch_query(params: dict) -> str:
+    """A query string for a $batch item's relative URL (spaces as %20, as in Graph's own links)."""
+    return '?' + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
 def batch_request_json(item: BatchItem) -> dict:
     request: dict[str, Any] = {'id': item.id, 'method': item.method, 'url': '/' + item.url.lstrip('/'),
                                'headers': {'Prefer': PREFER_IMMUTABLE_ID}}
@@ -1832,15 +1837,15 @@ def find_child_folder(client: GraphClient, user: str, parent: str, name: str) ->
     return None
 
 
-def folder_walk(folder: str) -> tuple[str, list[str]]:
-    """Where the walk down a folder path starts (a well-known folder or the root) and the names to look up from
-    there: `Inbox/Quarantine` is ('inbox', ['Quarantine'])."""
+def folder_walk(folder: str) -> tuple[str, list[str], list[str]]:
+    """Where the walk down a folder path starts (a well-known folder or the root), the part of the path that names
+    that start, and the names to look up from there: `Inbox/Quarantine` is ('inbox', ['Inbox'], ['Quarantine'])."""
     segments = split_folder_path(folder)
     if not segments:
         raise MailError(f"Folder {folder!r} names no folder: give a folder id, a name like Inbox, or a path like "
                         "Inbox/Phishing.")
     start = WELL_KNOWN_FOLDERS.get(segments[0].lower())
-    return (start, segments[1:]) if start else ('msgfolderroot', segments)
+    return (start, segments[:1], segments[1:]) if start else ('msgfolderroot', [], segments)
 
 
 def folder_not_found(folder: str, user: str, walked: list[str], segment: str) -> MailError:
@@ -1863,9 +1868,7 @@ def resolve_folder(client: GraphClient, user: str, folder: str) -> str:
         return alias
     if looks_like_folder_id(folder) and not WELL_KNOWN_FOLDERS.get(split_folder_path(folder)[0].lower()):
         return folder
-    current, names = folder_walk(folder)
-    segments = split_folder_path(folder)
-    walked = segments[:len(segments) - len(names)]
+    current, walked, names = folder_walk(folder)
     for segment in names:
         found = find_child_folder(client, user, current, segment)
         if not found:
@@ -4887,8 +4890,8 @@ def run_search(client: GraphClient, state: dict, limits: EngineLimits) -> None:
 
     # The query is the same in every mailbox: encoded once, not once per mailbox (the coordinator builds the requests
     # of a whole directory page while no batch may be in flight).
-    queries = ['?' + urllib.parse.urlencode({'$filter': text, '$select': select, '$top': str(CAMPAIGN_SEARCH_PAGE_SIZE)},
-                                            quote_via=urllib.parse.quote) for text in criteria.filters()]
+    queries = [batch_query({'$filter': text, '$select': select, '$top': str(CAMPAIGN_SEARCH_PAGE_SIZE)})
+               for text in criteria.filters()]
 
     def requests_for(mailbox: MailboxRef) -> list[MailboxRequest]:
         path = messages_path(mailbox.id)
@@ -5032,7 +5035,6 @@ class FolderStep:
     """The tag of a lookup on the way down a move_to_folder path: which mailbox, how many names are behind it."""
     mailbox_number: int
     depth: int
-    walked: tuple[str, ...]
 
 
 def run_remediation(client: GraphClient, state: dict, search: dict, limits: EngineLimits) -> None:
@@ -5043,10 +5045,6 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     mailboxes = search.get('mailboxes') or []
     results: list = unpack_rows(state.get('results', ''))   # [item index, result, error, to folder, new id]
     times: list = unpack_rows(state.get('result_times', '')) or [''] * len(results)   # when each was recorded
-
-    def record(rows: list[list]) -> None:
-        results.extend(rows)
-        times.extend([format_time(utc_now())] * len(rows))
     by_mailbox: dict[int, list[int]] = {}
     for index in state['item_indexes']:
         by_mailbox.setdefault(items[index][0], []).append(index)
@@ -5058,6 +5056,10 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
     sources = {r[0]: r for r in unpack_rows(state.get('undo_rows', ''))} if undo else {}
     recorded = {r[0] for r in results}   # acted on in an earlier run that broke off: never sent again
     walk = folder_walk(state['folder']) if looks_up_a_folder(state) else None
+
+    def record(rows: list[list]) -> None:
+        results.extend(rows)
+        times.extend([format_time(utc_now())] * len(rows))
 
     def pending(mailbox_number: int) -> list[int]:
         return [index for index in by_mailbox[mailbox_number] if index not in recorded]
@@ -5082,15 +5084,15 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
         record([[index, 'Failed', error, '', ''] for index in pending(mailbox_number)])
         return []
 
-    def lookup(mailbox_number: int, parent: str, depth: int, walked: tuple[str, ...]) -> list[MailboxRequest]:
-        """The next step down the path (`depth` names of it found, `walked` the path so far), or the actions once
-        the last folder is known."""
+    def lookup(mailbox_number: int, parent: str, depth: int) -> list[MailboxRequest]:
+        """The next step down the path (`depth` names of it found, the last one `parent`), or the actions once the
+        last folder is known."""
         assert walk is not None
-        if depth == len(walk[1]):
+        if depth == len(walk[2]):
             return actions(mailbox_number, parent)
-        path, query = child_folder_query(mailboxes[mailbox_number][0], parent, walk[1][depth])
-        url = f'{path}?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}'
-        return [MailboxRequest('GET', url, tag=FolderStep(mailbox_number, depth, walked), handles_errors=True)]
+        path, query = child_folder_query(mailboxes[mailbox_number][0], parent, walk[2][depth])
+        return [MailboxRequest('GET', path + batch_query(query), tag=FolderStep(mailbox_number, depth),
+                               handles_errors=True)]
 
     def requests_for(ref: MailboxRef) -> list[MailboxRequest]:
         mailbox_number = order[int(ref.id)]
@@ -5098,26 +5100,25 @@ def run_remediation(client: GraphClient, state: dict, search: dict, limits: Engi
             return []
         if walk is None:
             return actions(mailbox_number, state.get('destination', ''))
-        segments = split_folder_path(state['folder'])
-        return lookup(mailbox_number, walk[0], 0, tuple(segments[:len(segments) - len(walk[1])]))
+        return lookup(mailbox_number, walk[0], 0)
 
     def on_folder_page(step: FolderStep, answer: dict) -> list[MailboxRequest]:
         assert walk is not None
         if not 200 <= int(answer.get('status') or 0) < 300:
             return fail_all(step.mailbox_number, mailbox_failure_text(answer, 'Mail.ReadWrite'))
         body = answer.get('body') if isinstance(answer.get('body'), dict) else {}
-        name = walk[1][step.depth]
+        name = walk[2][step.depth]
         try:
             found = folder_named(body, name)
             if found:
-                return lookup(step.mailbox_number, str(found['id']), step.depth + 1, (*step.walked, name))
+                return lookup(step.mailbox_number, str(found['id']), step.depth + 1)
             next_page = relative_graph_link(client, body.get('@odata.nextLink'))
         except MailError as exc:   # a folder id that cannot be a path segment, a next page on another host
             return fail_all(step.mailbox_number, str(exc))
         if next_page:
             return [MailboxRequest('GET', next_page, tag=step, handles_errors=True)]
-        mailbox = mailboxes[step.mailbox_number][1]
-        return fail_all(step.mailbox_number, str(folder_not_found(state['folder'], mailbox, list(step.walked), name)))
+        mailbox, walked = mailboxes[step.mailbox_number][1], walk[1] + walk[2][:step.depth]
+        return fail_all(step.mailbox_number, str(folder_not_found(state['folder'], mailbox, walked, name)))
 
     def on_answer(ref: MailboxRef, request: MailboxRequest, answer: dict) -> list[MailboxRequest]:
         if isinstance(request.tag, FolderStep):
@@ -5272,11 +5273,13 @@ def audit_file_entry(state: dict, items: list, mailboxes: list, results: list, a
     version has no such times: then the time of this file)."""
     stamp = format_time(utc_now())
     times = unpack_rows(state.get('result_times', ''))
+    times += [''] * (len(results) - len(times))   # never a line lost to a shorter list of times
     lines = []
-    for position, row in enumerate(results):
+    for row, when in zip(results, times):
         item = items[row[0]]
         lines.append(json.dumps({
-            'time': times[position] if position < len(times) and times[position] else stamp, 'remediation_id': state['id'], 'search_id': state['search_id'], 'dry_run': bool(state.get('dry_run')),
+            'time': when or stamp, 'remediation_id': state['id'], 'search_id': state['search_id'],
+            'dry_run': bool(state.get('dry_run')),
             'mailbox': mailboxes[item[0]][1], 'message_id': row[4] or item[1], 'internet_message_id': item[6],
             'action': action, 'result': row[1], 'error': row[2],
             'from_folder': row[5] if len(row) > 5 else item[2], 'to_folder': row[3]}))
