@@ -755,3 +755,23 @@ def test_a_copy_without_a_folder_id_is_found_without_a_folder_lookup(client, req
     assert found['MailboxesSearched'] == 1 and found['MailboxesFailedCount'] == 0 and found['ItemsFound'] == 2
     assert sorted(i['FolderName'] for i in found['Items']) == ['', 'Inbox']
     assert all(not s['url'].split('?')[0].endswith('/mailFolders/') for s in fake.sub_requests)
+
+
+def test_a_folder_lookup_whose_next_page_points_at_another_host_fails_that_mailbox_and_is_not_followed(
+        client, requests_mock):
+    fake, found = completed_search(client, requests_mock)
+    quarantine_in(fake, 'b@contoso.com')
+    answer = fake.answer
+
+    def with_hostile_next_page(sub: dict) -> tuple[int, dict]:
+        if sub['url'].startswith('/users/id-a@contoso.com/mailFolders/inbox/childFolders'):
+            return 200, {'value': [], '@odata.nextLink': 'https://evil.example/v1.0/users/x/mailFolders?$skip=1'}
+        return answer(sub)
+    fake.answer = with_hostile_next_page
+    stolen = requests_mock.get(re.compile('https://evil.example/'), json={'value': []})
+    _, result = remediate(client, search_id=found['ID'], action='move_to_folder', folder='Inbox/Quarantine/Phish',
+                          dry_run='false')
+    results = {i['Mailbox']: i for i in result['Items']}
+    assert results['a@contoso.com']['Result'] == 'Failed' and 'evil.example' in results['a@contoso.com']['Error']
+    assert results['b@contoso.com']['Result'] == 'Done'
+    assert not stolen.called and not any('evil' in s['url'] for s in fake.sub_requests)
